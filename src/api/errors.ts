@@ -11,6 +11,8 @@ export type ErrorCode =
   | 'unsupported'
   | 'daemon_unreachable'
   | 'precondition'
+  | 'command_not_found'
+  | 'command_not_executable'
   | 'internal';
 
 const statusOf: Record<ErrorCode, number> = {
@@ -20,6 +22,8 @@ const statusOf: Record<ErrorCode, number> = {
   conflict: 409,
   precondition: 409,
   unsupported: 501,
+  command_not_found: 400,
+  command_not_executable: 400,
   daemon_unreachable: 503,
   internal: 500,
 };
@@ -32,6 +36,8 @@ const exitOf: Record<ErrorCode, number> = {
   conflict: 125,
   precondition: 125,
   unsupported: 125,
+  command_not_found: 127,
+  command_not_executable: 126,
   daemon_unreachable: 125,
   internal: 125,
 };

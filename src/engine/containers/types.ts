@@ -1,0 +1,100 @@
+import type { ResourceLimits } from '../cgroups/types.js';
+
+/** What a client asks for when creating a container (Docker's flags, unresolved). */
+export interface ContainerCreateRequest {
+  image: string;
+  name?: string;
+  /** Arguments after the image: replace the image's CMD. */
+  cmd?: string[];
+  /** `--entrypoint`: a single executable; '' resets the image's ENTRYPOINT. */
+  entrypoint?: string;
+  env?: string[];
+  workingDir?: string;
+  user?: string;
+  hostname?: string;
+  tty?: boolean;
+  openStdin?: boolean;
+  autoRemove?: boolean;
+  init?: boolean;
+  /** `--userns` as "CONTAINER_ID:HOST_ID:SIZE" (the same map for uids and gids). */
+  userns?: string;
+  capAdd?: string[];
+  capDrop?: string[];
+  /** `--device HOST[:CONTAINER]`. */
+  devices?: string[];
+  stopSignal?: string;
+  stopTimeout?: number;
+  labels?: Record<string, string>;
+  logOpts?: Record<string, string>;
+  resources?: ResourceFlags;
+}
+
+/** Docker's resource flags as typed by a user. */
+export interface ResourceFlags {
+  memory?: string;
+  memorySwap?: string;
+  memoryReservation?: string;
+  cpuShares?: number;
+  cpus?: string;
+  cpusetCpus?: string;
+  cpusetMems?: string;
+  blkioWeight?: number;
+  deviceReadBps?: string[];
+  deviceWriteBps?: string[];
+  deviceReadIops?: string[];
+  deviceWriteIops?: string[];
+  pidsLimit?: number;
+}
+
+export interface IdMap {
+  containerId: number;
+  hostId: number;
+  size: number;
+}
+
+/** The resolved, validated configuration a container runs with. Persisted as config.json. */
+export interface ContainerConfig {
+  image: string;
+  imageId: string;
+  path: string;
+  args: string[];
+  env: string[];
+  workingDir: string;
+  user: string;
+  hostname: string;
+  tty: boolean;
+  openStdin: boolean;
+  autoRemove: boolean;
+  init: boolean;
+  userns?: IdMap;
+  capabilities: string[];
+  devices: Array<{ hostPath: string; containerPath: string }>;
+  stopSignal: string;
+  stopTimeout: number;
+  labels: Record<string, string>;
+  logMaxSize: number;
+  logMaxFiles: number;
+  limits: ResourceLimits;
+}
+
+export type ContainerStatus = 'created' | 'running' | 'exited' | 'removing';
+
+export interface ContainerState {
+  status: ContainerStatus;
+  pid: number;
+  shimPid: number;
+  startedAt?: string;
+  finishedAt?: string;
+  exitCode?: number;
+  oomKilled: boolean;
+  error?: string;
+  restartCount: number;
+}
+
+export interface ContainerRecord {
+  id: string;
+  name: string;
+  created: string;
+  config: ContainerConfig;
+  state: ContainerState;
+}

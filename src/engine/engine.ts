@@ -1,0 +1,64 @@
+import { existsSync } from 'node:fs';
+import { promises as fs } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { TsswarmError } from '../api/errors.js';
+import { detectCgroupDriver } from './cgroups/detect.js';
+import type { CgroupDriver } from './cgroups/types.js';
+import { ContainerManager } from './containers/manager.js';
+import { ImageStore } from './images/store.js';
+
+export const DEFAULT_DATA_ROOT = '/var/lib/tsswarm';
+
+export interface EngineOptions {
+  dataRoot: string;
+  cgroupParent: string;
+  shimPath?: string;
+  log?: (msg: string) => void;
+}
+
+/** Where the C helper is: $TSSWARM_SHIM, else build/tsswarm-shim in this package. */
+export function defaultShimPath(): string {
+  if (process.env.TSSWARM_SHIM) return process.env.TSSWARM_SHIM;
+  // dist/src/engine/engine.js -> package root
+  const pkgRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+  return join(pkgRoot, 'build', 'tsswarm-shim');
+}
+
+/** One host's container engine: images, containers and their cgroups. Knows nothing of clusters. */
+export class Engine {
+  readonly images: ImageStore;
+  readonly containers: ContainerManager;
+  readonly cgroups: CgroupDriver;
+  readonly shimPath: string;
+
+  constructor(readonly opts: EngineOptions) {
+    this.shimPath = opts.shimPath ?? defaultShimPath();
+    this.cgroups = detectCgroupDriver();
+    this.images = new ImageStore({ root: join(opts.dataRoot, 'images'), shimPath: this.shimPath });
+    this.containers = new ContainerManager({
+      dataRoot: opts.dataRoot,
+      shimPath: this.shimPath,
+      images: this.images,
+      cgroups: this.cgroups,
+      cgroupParent: opts.cgroupParent,
+      log: opts.log,
+    });
+  }
+
+  async init(): Promise<void> {
+    if (!existsSync(this.shimPath)) {
+      throw new TsswarmError(
+        'precondition',
+        `the container helper ${this.shimPath} is missing: run scripts/setup.sh (or npm run setup) first`,
+      );
+    }
+    await fs.mkdir(this.opts.dataRoot, { recursive: true, mode: 0o711 });
+    await this.images.init();
+    await this.containers.init();
+  }
+
+  close(): void {
+    this.containers.close();
+  }
+}
