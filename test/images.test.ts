@@ -5,7 +5,7 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { lstat, mkdir, readFile, readdir, readlink, stat, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, readlink, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
@@ -16,15 +16,15 @@ import { buildTar } from '../src/engine/images/tar-writer.js';
 import {
   BASE_CONFIG,
   BASE_NAME,
-  COW,
-  COW_NAME,
-  type TestImages,
   buildImage,
   buildLayer,
   buildTestImages,
+  COW,
+  COW_NAME,
   makeImage,
   rawLayer,
   shimPath,
+  type TestImages,
   tempDir,
   writeDockerArchive,
   writeOciArchive,
@@ -116,7 +116,8 @@ t.test('loads an OCI layout archive and unpacks its layer', async (t) => {
   // blobs are stored as received, named by their digest: gzip layer + config + manifest
   const blobs = await readdir(path.join(root, 'blobs/sha256'));
   t.equal(blobs.length, 3);
-  for (const b of blobs) t.equal(sha256(await readFile(path.join(root, 'blobs/sha256', b))), b, `blob ${b} content-addressed`);
+  for (const b of blobs)
+    t.equal(sha256(await readFile(path.join(root, 'blobs/sha256', b))), b, `blob ${b} content-addressed`);
   t.ok(blobs.includes(hex(imgs.base.id)), 'config blob kept under the image id');
   t.same(await readdir(path.join(root, 'tmp')), [], 'no staging left');
 });
@@ -141,9 +142,21 @@ t.test('loads a legacy docker save archive; the shared base layer is unpacked on
   const after = await stat(baseDir);
   t.equal(after.ino, before.ino, 'base layer dir not replaced');
   t.equal(after.ctimeMs, before.ctimeMs, 'base layer dir not touched');
-  t.equal((await stat(path.join(baseDir, 'etc/motd'))).ino, beforeFile.ino, 'base layer files not re-extracted');
-  t.equal(await readFile(path.join(dirs[0]!, 'etc/motd'), 'utf8'), COW.modified.after, 'top layer has the modified file');
-  t.equal(await readFile(path.join(baseDir, 'etc/motd'), 'utf8'), COW.modified.before, 'base layer unchanged');
+  t.equal(
+    (await stat(path.join(baseDir, 'etc/motd'))).ino,
+    beforeFile.ino,
+    'base layer files not re-extracted',
+  );
+  t.equal(
+    await readFile(path.join(dirs[0]!, 'etc/motd'), 'utf8'),
+    COW.modified.after,
+    'top layer has the modified file',
+  );
+  t.equal(
+    await readFile(path.join(baseDir, 'etc/motd'), 'utf8'),
+    COW.modified.before,
+    'base layer unchanged',
+  );
 });
 
 t.test('whiteouts become 0/0 char devices and opaque dirs get the overlay xattr', async (t) => {
@@ -154,22 +167,38 @@ t.test('whiteouts become 0/0 char devices and opaque dirs get the overlay xattr'
   t.ok(wh.isCharacterDevice(), 'whiteout is a char device');
   t.equal(wh.rdev, 0, 'device 0/0');
   const opaque = path.join(top!, COW.opaque.dir);
-  const { stdout } = await run('getfattr', ['--absolute-names', '-n', 'trusted.overlay.opaque', '--only-values', opaque]);
+  const { stdout } = await run('getfattr', [
+    '--absolute-names',
+    '-n',
+    'trusted.overlay.opaque',
+    '--only-values',
+    opaque,
+  ]);
   t.equal(stdout, 'y', 'trusted.overlay.opaque=y');
   const names = await readdir(path.join(top!, 'srv'));
-  t.same(names.filter((n) => n.startsWith('.wh.')), [], 'no .wh. files left');
+  t.same(
+    names.filter((n) => n.startsWith('.wh.')),
+    [],
+    'no .wh. files left',
+  );
   t.same(await readdir(opaque), ['new.txt'], 'opaque dir keeps only its own files');
   t.equal(await readFile(path.join(top!, COW.added.path), 'utf8'), COW.added.content);
   // the lower layer is left alone
   t.equal(await readFile(path.join(base!, COW.deleted.path), 'utf8'), COW.deleted.content);
   t.same((await readdir(path.join(base!, COW.opaque.dir))).sort(), ['old-1.txt', 'old-2.txt']);
-  await t.rejects(run('getfattr', ['--absolute-names', '-n', 'trusted.overlay.opaque', path.join(base!, COW.opaque.dir)]));
+  await t.rejects(
+    run('getfattr', ['--absolute-names', '-n', 'trusted.overlay.opaque', path.join(base!, COW.opaque.dir)]),
+  );
 });
 
 t.test('every archive form loads to the same image IDs', async (t) => {
   const { dir, imgs } = await setup(t);
   const a = path.join(dir, 'extra');
-  const cowImg = buildImage({ name: COW_NAME, layers: imgs.cow.layers, config: { ...BASE_CONFIG, Labels: { 'org.tsswarm.test': 'cow' } } });
+  const cowImg = buildImage({
+    name: COW_NAME,
+    layers: imgs.cow.layers,
+    config: { ...BASE_CONFIG, Labels: { 'org.tsswarm.test': 'cow' } },
+  });
   t.equal(cowImg.id, imgs.cow.id, 'helper is deterministic');
   const forms: Array<[string, string]> = [
     ['both, OCI, gzip layers', imgs.both.ociArchive],
@@ -209,7 +238,10 @@ t.test('every archive form loads to the same image IDs', async (t) => {
   await writeOciArchive(none, [imgs.base], { naming: 'none' });
   const store = new ImageStore({ root: path.join(dir, 'unnamed'), shimPath: shimPath() });
   await store.init();
-  t.same((await store.load(none)).map((r) => [r.id, r.repoTags]), [[imgs.base.id, []]]);
+  t.same(
+    (await store.load(none)).map((r) => [r.id, r.repoTags]),
+    [[imgs.base.id, []]],
+  );
 });
 
 t.test('resolve by name, tag, ID and ID prefix', async (t) => {
@@ -238,9 +270,14 @@ t.test('resolve by name, tag, ID and ID prefix', async (t) => {
       return e as TsswarmError;
     }
   };
-  t.match(err('tsswarm-test/base:nope'), { code: 'not_found', message: 'no such image: tsswarm-test/base:nope' });
+  t.match(err('tsswarm-test/base:nope'), {
+    code: 'not_found',
+    message: 'no such image: tsswarm-test/base:nope',
+  });
   t.match(err('nosuch'), { code: 'not_found', message: 'no such image: nosuch' });
-  const unused = ['0000', '1111', 'ffff', 'abab'].find((p) => !hex(id).startsWith(p) && !hex(imgs.cow.id).startsWith(p))!;
+  const unused = ['0000', '1111', 'ffff', 'abab'].find(
+    (p) => !hex(id).startsWith(p) && !hex(imgs.cow.id).startsWith(p),
+  )!;
   t.match(err(unused), { code: 'not_found' });
   t.match(err('abc'), { code: 'not_found' }, 'a 3-digit prefix is a name, not an ID');
   t.match(err('Upper'), { code: 'invalid_argument', message: /lowercase/ });
@@ -260,12 +297,17 @@ t.test('an ID prefix matching two images is ambiguous', async (t) => {
     if (j !== undefined) pair = [j, i];
     else seen.set(p, i);
   }
-  const images = pair.map((n) => buildImage({ name: `amb:${n}`, layers: [layer], config: { Labels: { n: String(n) } } }));
+  const images = pair.map((n) =>
+    buildImage({ name: `amb:${n}`, layers: [layer], config: { Labels: { n: String(n) } } }),
+  );
   const archive = path.join(dir, 'amb.tar');
   await writeOciArchive(archive, images);
   await store.load(archive);
   const prefix = hex(images[0]!.id).slice(0, 4);
-  t.throws(() => store.resolve(prefix), { code: 'invalid_argument', message: /ambiguous image ID prefix "[0-9a-f]{4}": it matches 2 images/ });
+  t.throws(() => store.resolve(prefix), {
+    code: 'invalid_argument',
+    message: /ambiguous image ID prefix "[0-9a-f]{4}": it matches 2 images/,
+  });
   t.equal(store.resolve(hex(images[1]!.id).slice(0, 20)).id, images[1]!.id, 'a longer prefix is unique');
 });
 
@@ -324,7 +366,10 @@ t.test('remove untags, refuses images in use, deletes unused layers and blobs', 
   t.same(await readdir(path.join(root, 'layers')), []);
   t.same(await readdir(path.join(root, 'blobs/sha256')), []);
   t.same(await readdir(path.join(root, 'tmp')), []);
-  await t.rejects(store.remove('nosuch', () => undefined), { code: 'not_found' });
+  await t.rejects(
+    store.remove('nosuch', () => undefined),
+    { code: 'not_found' },
+  );
 });
 
 t.test('save writes an OCI layout plus manifest.json that loads back to the same images', async (t) => {
@@ -337,14 +382,18 @@ t.test('save writes an OCI layout plus manifest.json that loads back to the same
   // other tools read it: GNU tar lists an OCI layout and a docker manifest
   const { stdout } = await run('tar', ['-tf', out]);
   const members = stdout.trim().split('\n');
-  for (const m of ['oci-layout', 'index.json', 'manifest.json', 'blobs/sha256/']) t.ok(members.includes(m), `has ${m}`);
+  for (const m of ['oci-layout', 'index.json', 'manifest.json', 'blobs/sha256/'])
+    t.ok(members.includes(m), `has ${m}`);
   await run('tar', ['-xf', out, '-C', dir, 'index.json', 'manifest.json']);
   const index = JSON.parse(await readFile(path.join(dir, 'index.json'), 'utf8'));
   t.match(index, { schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json' });
   t.same(
     index.manifests.map((m: { annotations?: Record<string, string> }) => m.annotations ?? null),
     [
-      { 'io.containerd.image.name': 'docker.io/tsswarm-test/base:latest', 'org.opencontainers.image.ref.name': 'latest' },
+      {
+        'io.containerd.image.name': 'docker.io/tsswarm-test/base:latest',
+        'org.opencontainers.image.ref.name': 'latest',
+      },
       null,
     ],
     'tagged ref annotated, ID ref untagged',
@@ -358,25 +407,35 @@ t.test('save writes an OCI layout plus manifest.json that loads back to the same
   const second = new ImageStore({ root: path.join(dir, 'second'), shimPath: shimPath() });
   await second.init();
   const loaded = await second.load(out);
-  t.same(loaded.map((r) => [r.id, r.repoTags]), [
-    [imgs.base.id, [BASE_NAME]],
-    [imgs.cow.id, []],
-  ]);
+  t.same(
+    loaded.map((r) => [r.id, r.repoTags]),
+    [
+      [imgs.base.id, [BASE_NAME]],
+      [imgs.cow.id, []],
+    ],
+  );
   t.same(second.resolve(imgs.cow.id), { ...store.resolve(imgs.cow.id), repoTags: [] });
   // OCI path: the same archive without manifest.json
   await run('tar', ['--delete', '-f', out, 'manifest.json']);
   const third = new ImageStore({ root: path.join(dir, 'third'), shimPath: shimPath() });
   await third.init();
-  t.same((await third.load(out)).map((r) => [r.id, r.repoTags]), [
-    [imgs.base.id, [BASE_NAME]],
-    [imgs.cow.id, []],
-  ]);
+  t.same(
+    (await third.load(out)).map((r) => [r.id, r.repoTags]),
+    [
+      [imgs.base.id, [BASE_NAME]],
+      [imgs.cow.id, []],
+    ],
+  );
   // saving by tag then loading keeps every tag and the received manifest
   const out2 = path.join(dir, 'saved2.tar');
   await third.save([BASE_NAME, imgs.cow.id], createWriteStream(out2));
   await run('tar', ['-xf', out2, '-C', dir, 'index.json']);
   const index2 = JSON.parse(await readFile(path.join(dir, 'index.json'), 'utf8'));
-  t.same(index2.manifests.map((m: { digest: string }) => m.digest), index.manifests.map((m: { digest: string }) => m.digest), 'manifests stable across round trips');
+  t.same(
+    index2.manifests.map((m: { digest: string }) => m.digest),
+    index.manifests.map((m: { digest: string }) => m.digest),
+    'manifests stable across round trips',
+  );
   await t.rejects(store.save(['nosuch'], createWriteStream(path.join(dir, 'x.tar'))), { code: 'not_found' });
   await t.rejects(store.save([], createWriteStream(path.join(dir, 'y.tar'))), { code: 'invalid_argument' });
 });
@@ -399,7 +458,13 @@ t.test('xattrs, hard links and setuid bits survive unpacking', async (t) => {
   const f = await stat(path.join(d!, 'data/file'));
   t.same([f.uid, f.gid, f.nlink], [123, 456, 2]);
   t.equal((await stat(path.join(d!, 'data/link'))).ino, f.ino, 'hard link');
-  const { stdout } = await run('getfattr', ['--absolute-names', '-n', 'user.tsswarm', '--only-values', path.join(d!, 'data/file')]);
+  const { stdout } = await run('getfattr', [
+    '--absolute-names',
+    '-n',
+    'user.tsswarm',
+    '--only-values',
+    path.join(d!, 'data/file'),
+  ]);
   t.equal(stdout, 'hello', 'xattr kept');
 });
 
@@ -418,16 +483,28 @@ t.test('bad archives are refused with one clear line and leave the store unchang
   const cowOci = await readFile(imgs.cow.ociArchive);
   const cases: Array<[string, Promise<string>, RegExp]> = [
     ['truncated archive', write('trunc.tar', cowOci.subarray(0, Math.floor(cowOci.length / 2))), /truncated/],
-    ['truncated gzip archive', (async () => {
-      const gz = path.join(bad, 'full.tar.gz');
-      await writeOciArchive(gz, [imgs.cow], { gzip: true });
-      const b = await readFile(gz);
-      return write('trunc.tar.gz', b.subarray(0, b.length - 4096));
-    })(), /truncated/],
-    ['garbage', write('garbage.tar', Buffer.from(Array.from({ length: 20000 }, (_, i) => (i * 7919) % 251))), /not a tar archive/],
+    [
+      'truncated gzip archive',
+      (async () => {
+        const gz = path.join(bad, 'full.tar.gz');
+        await writeOciArchive(gz, [imgs.cow], { gzip: true });
+        const b = await readFile(gz);
+        return write('trunc.tar.gz', b.subarray(0, b.length - 4096));
+      })(),
+      /truncated/,
+    ],
+    [
+      'garbage',
+      write('garbage.tar', Buffer.from(Array.from({ length: 20000 }, (_, i) => (i * 7919) % 251))),
+      /not a tar archive/,
+    ],
     ['empty file', write('empty.tar', Buffer.alloc(0)), /is an empty file/],
     ['nonexistent file', Promise.resolve(path.join(bad, 'does-not-exist.tar')), /no such file/],
-    ['tar without image', write('plain.tar', buildTar([{ entry: { path: 'hello.txt', type: 'file' }, data: Buffer.from('hi') }])), /neither manifest.json .* nor index.json/],
+    [
+      'tar without image',
+      write('plain.tar', buildTar([{ entry: { path: 'hello.txt', type: 'file' }, data: Buffer.from('hi') }])),
+      /neither manifest.json .* nor index.json/,
+    ],
     [
       'blob that does not match its digest',
       (async () => {
@@ -464,7 +541,10 @@ t.test('bad archives are refused with one clear line and leave the store unchang
     ],
     [
       'absolute member path',
-      write('abs.tar', buildTar([{ entry: { path: '/etc/evil', type: 'file' }, data: Buffer.from('pwned') }])),
+      write(
+        'abs.tar',
+        buildTar([{ entry: { path: '/etc/evil', type: 'file' }, data: Buffer.from('pwned') }]),
+      ),
       /unsafe absolute path "\/etc\/evil"/,
     ],
     [
@@ -478,7 +558,10 @@ t.test('bad archives are refused with one clear line and leave the store unchang
     [
       'layer with a ../ member',
       (async () => {
-        const evil = buildImage({ name: 'evil:1', layers: [rawLayer([{ entry: { path: '../../escape', type: 'file' }, data: Buffer.from('x') }])] });
+        const evil = buildImage({
+          name: 'evil:1',
+          layers: [rawLayer([{ entry: { path: '../../escape', type: 'file' }, data: Buffer.from('x') }])],
+        });
         const p = path.join(bad, 'evil-layer.tar');
         await writeOciArchive(p, [evil]);
         return p;
@@ -488,7 +571,10 @@ t.test('bad archives are refused with one clear line and leave the store unchang
     [
       'layer with an absolute member',
       (async () => {
-        const evil = buildImage({ name: 'evil:2', layers: [rawLayer([{ entry: { path: '/etc/shadow', type: 'file' }, data: Buffer.from('x') }])] });
+        const evil = buildImage({
+          name: 'evil:2',
+          layers: [rawLayer([{ entry: { path: '/etc/shadow', type: 'file' }, data: Buffer.from('x') }])],
+        });
         const p = path.join(bad, 'abs-layer.tar');
         await writeDockerArchive(p, [evil]);
         return p;
@@ -505,7 +591,9 @@ t.test('bad archives are refused with one clear line and leave the store unchang
         await run('tar', ['--delete', '-f', p, `blobs/sha256/${hex(imgs.cow.id)}`]);
         return p;
       })(),
-      new RegExp(`config blob of manifest sha256:[0-9a-f]{64} sha256:${hex(imgs.cow.id)} is missing from the archive`),
+      new RegExp(
+        `config blob of manifest sha256:[0-9a-f]{64} sha256:${hex(imgs.cow.id)} is missing from the archive`,
+      ),
     ],
     [
       'layer that is not a tar stream',
@@ -559,14 +647,21 @@ t.test('bad archives are refused with one clear line and leave the store unchang
   }
   await t.rejects(lstat(path.join(dir, 'escaped')), { code: 'ENOENT' }, 'nothing written outside');
   await t.rejects(lstat(path.join(root, 'escaped')), { code: 'ENOENT' });
-  t.same(store.list().map((r) => r.id), [imgs.base.id], 'in-memory state unchanged');
+  t.same(
+    store.list().map((r) => r.id),
+    [imgs.base.id],
+    'in-memory state unchanged',
+  );
 });
 
 t.test('a failure while unpacking the second image rolls back the first', async (t) => {
   const { dir, imgs, root, store } = await setup(t);
   const snap = await listing(root);
   // node-tar accepts this layer (a safe hard link), GNU tar cannot unpack it (no target)
-  const broken = buildImage({ name: 'broken:1', layers: [rawLayer([{ entry: { path: 'data/link', type: 'hardlink', linkname: 'data/missing' } }])] });
+  const broken = buildImage({
+    name: 'broken:1',
+    layers: [rawLayer([{ entry: { path: 'data/link', type: 'hardlink', linkname: 'data/missing' } }])],
+  });
   const archive = path.join(dir, 'two.tar');
   await writeOciArchive(archive, [imgs.base, broken]);
   await expectBadArchive(t, store.load(archive), /layer .* could not be unpacked/, 'unpack failure');
@@ -585,8 +680,17 @@ t.test('concurrent loads and removals are serialised', async (t) => {
     store.remove(BASE_NAME, () => undefined),
     store.load(imgs.base.dockerArchive),
   ]);
-  t.same(results.map((r) => r.status), ['fulfilled', 'fulfilled', 'fulfilled', 'fulfilled', 'fulfilled']);
-  t.same(store.list().map((r) => r.id).sort(), [imgs.base.id, imgs.cow.id].sort());
+  t.same(
+    results.map((r) => r.status),
+    ['fulfilled', 'fulfilled', 'fulfilled', 'fulfilled', 'fulfilled'],
+  );
+  t.same(
+    store
+      .list()
+      .map((r) => r.id)
+      .sort(),
+    [imgs.base.id, imgs.cow.id].sort(),
+  );
   t.equal(await layerCount(root), 2);
   const again = new ImageStore({ root, shimPath: shimPath() });
   await again.init();
@@ -596,7 +700,11 @@ t.test('concurrent loads and removals are serialised', async (t) => {
 t.test('init cleans leftovers of an interrupted run', async (t) => {
   const { imgs, root, store } = await setup(t);
   await store.load(imgs.base.ociArchive);
-  await run('mkdir', ['-p', path.join(root, 'tmp/load-stale/archive'), path.join(root, 'layers', 'f'.repeat(64))]);
+  await run('mkdir', [
+    '-p',
+    path.join(root, 'tmp/load-stale/archive'),
+    path.join(root, 'layers', 'f'.repeat(64)),
+  ]);
   await writeFile(path.join(root, 'blobs/sha256', 'e'.repeat(64)), 'orphan');
   const again = new ImageStore({ root, shimPath: shimPath() });
   await again.init();

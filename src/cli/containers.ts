@@ -136,7 +136,7 @@ async function runForeground(
   // the log stream is opened before the start, so no output is missed and an
   // auto-removed container stays until everything is read
   const logs = await client.stream('GET', `/containers/${enc(id)}/logs`, { query: { follow: 1 } });
-  const output = relayOutput(logs, { addNewline: !o.tty });
+  const output = relayOutput(logs);
   const exited = client.request<{ StatusCode: number }>('POST', `/containers/${enc(id)}/wait`);
   if (start) await startContainer(client, id);
   let restore: (() => void) | undefined;
@@ -306,11 +306,10 @@ export function containerCommands(getClient: GetClient, done: (code: number) => 
     .option('-t, --timestamps', 'show timestamps')
     .action(async (ref: string, o: { follow?: boolean; tail?: number; since?: string; timestamps?: boolean }) => {
       const client = getClient();
-      const view = await client.request<{ Config: { tty: boolean } }>('GET', `/containers/${enc(ref)}/json`);
       const res = await client.stream('GET', `/containers/${enc(ref)}/logs`, {
         query: { follow: o.follow ? 1 : undefined, tail: o.tail, since: o.since, timestamps: o.timestamps ? 1 : undefined },
       });
-      await relayOutput(res, { addNewline: !view.Config.tty });
+      await relayOutput(res);
     });
 
   c.command('attach')

@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import { encodeFrame, Frame, FrameDecoder, resizeFrame } from '../api/frames.js';
 
 /** Writes output frames (stdout/stderr) to the terminal; resolves with the exit code frame's value, if any. */
-export function relayOutput(source: Socket | IncomingMessage, opts: { addNewline?: boolean } = {}): Promise<number | undefined> {
+export function relayOutput(source: Socket | IncomingMessage): Promise<number | undefined> {
   const decoder = new FrameDecoder();
   let exitCode: number | undefined;
   return new Promise((resolve) => {
@@ -13,7 +13,6 @@ export function relayOutput(source: Socket | IncomingMessage, opts: { addNewline
         else {
           const out = f.type === Frame.stderr ? process.stderr : process.stdout;
           out.write(f.payload);
-          if (opts.addNewline) out.write('\n');
         }
       }
     });

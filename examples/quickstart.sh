@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The quick start: sets up, starts a tsswarm daemon on a private socket and data root,
+# loads a busybox image built on the spot, runs a web server container and shows the
+# engine's commands; then stops and removes everything it started.
+#
+#   bash examples/quickstart.sh          (as root)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+bash scripts/setup.sh
+P=tsswarm-quickstart-$$
+DIR=/tmp/$P
+mkdir -p "$DIR"
+tsswarm() { node dist/src/cli/main.js -H "unix://$DIR/tsswarm.sock" "$@"; }
+
+node dist/src/cli/main.js daemon --data-root "$DIR/root" --socket "$DIR/tsswarm.sock" --cgroup-parent "$P" \
+  2>"$DIR/daemon.log" &
+DAEMON=$!
+cleanup() {
+  set +e
+  for c in $(tsswarm container ps -a -q 2>/dev/null); do tsswarm container rm -f "$c" >/dev/null; done
+  kill "$DAEMON" 2>/dev/null
+  wait "$DAEMON" 2>/dev/null
+  node dist/src/cli/main.js cleanup --prefix "$P" >/dev/null
+}
+trap cleanup EXIT
+for _ in $(seq 100); do [[ -S $DIR/tsswarm.sock ]] && break; sleep 0.1; done
+
+step() { printf '\n\033[1m$ tsswarm %s\033[0m\n' "$*"; tsswarm "$@"; }
+
+node dist/examples/busybox-image.js "$DIR/busybox.tar" busybox:latest >/dev/null
+step image load -i "$DIR/busybox.tar"
+step image ls
+step container run --rm busybox echo "hello from a container"
+tsswarm container run -d --name web -m 64m --cpus 0.5 --pids-limit 50 busybox \
+  sh -c 'mkdir -p /srv && echo "<h1>served by tsswarm</h1>" > /srv/index.html && exec httpd -f -v -p 8080 -h /srv' >/dev/null
+sleep 0.5
+step container ps
+step container exec web wget -qO- http://127.0.0.1:8080/
+step container logs web
+step container stats --no-stream web
+step container stop web
+echo
+echo "done: everything this script started is being removed"
