@@ -56,9 +56,13 @@ export function relayInput(
   let matched = 0;
   const onData = (d: Buffer) => {
     if (opts.detachKeys && opts.detachKeys.length) {
-      for (const b of d) {
+      for (let i = 0; i < d.length; i++) {
+        const b = d[i]!;
         matched = b === opts.detachKeys[matched] ? matched + 1 : b === opts.detachKeys[0] ? 1 : 0;
         if (matched === opts.detachKeys.length) {
+          // what came before the sequence still goes to the container
+          const before = d.subarray(0, Math.max(0, i + 1 - opts.detachKeys.length));
+          if (before.length) sock.write(encodeFrame(Frame.stdin, before));
           opts.onDetach?.();
           return;
         }

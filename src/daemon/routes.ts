@@ -6,7 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import { invalid } from '../api/errors.js';
 import { encodeFrame, Frame } from '../api/frames.js';
 import type { Engine } from '../engine/engine.js';
-import { followLogs, openLiveLog, readLogs, type LogEntry } from '../engine/containers/logs.js';
+import { followLogs, openLiveLog, parseSince, readLogs, type LogEntry } from '../engine/containers/logs.js';
 import type { ContainerCreateRequest, ContainerRecord } from '../engine/containers/types.js';
 import { VERSION } from '../version.js';
 
@@ -144,6 +144,7 @@ export function registerEngineRoutes(app: FastifyInstance, engine: Engine): void
     async (req, reply) => {
       const rec = containers.get(req.params.id);
       const q = { tail: intQuery(req.query.tail, 'tail'), since: req.query.since || undefined };
+      if (q.since !== undefined) parseSince(q.since); // refuse a bad value before streaming
       const bundle = containers.bundle(rec.id);
       const wantFollow = truthy(req.query.follow);
       const release = wantFollow ? containers.hold(rec.id) : () => {};

@@ -89,6 +89,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   }
   await fs.mkdir(dirname(opts.socket), { recursive: true });
   const engine = new Engine({ dataRoot: opts.dataRoot, cgroupParent: opts.cgroupParent, log: opts.log });
+  // relative unix socket paths to the shims are resolved from here (see ContainerManager.ctlPath)
+  await fs.mkdir(opts.dataRoot, { recursive: true, mode: 0o711 });
+  process.chdir(opts.dataRoot);
   await engine.init();
   const local = buildApp(engine);
   await local.listen({ path: opts.socket });

@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { promises as fs, openSync, closeSync, readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { conflict, invalid, notFound, TsswarmError } from '../../api/errors.js';
 import type { CgroupDriver, CgroupStats } from '../cgroups/types.js';
 import type { ImageStore } from '../images/store.js';
@@ -50,6 +50,7 @@ export class ContainerManager {
   /** Log followers per container: an auto-removed container waits for them to finish reading. */
   private readonly holds = new Map<string, number>();
   private readonly pendingRemove = new Set<string>();
+  private closing = false;
   private readonly root: string;
 
   constructor(private readonly opts: ContainerManagerOptions) {
@@ -59,6 +60,18 @@ export class ContainerManager {
 
   bundle(id: string): string {
     return join(this.root, id);
+  }
+
+  /**
+   * The shim's control socket. A unix socket path must fit in 108 bytes, so a long one is
+   * given relative to the working directory (the daemon works in its data root).
+   */
+  private ctlPath(id: string): string {
+    const abs = join(this.bundle(id), 'ctl.sock');
+    if (abs.length < 100) return abs;
+    const rel = relative(process.cwd(), abs);
+    if (rel.length >= 100) throw new TsswarmError('internal', `the data root path is too long for unix sockets: ${abs}`);
+    return rel;
   }
 
   private cgroupName(id: string): string {
@@ -320,7 +333,7 @@ export class ContainerManager {
 
   /** Connects to the shim's control socket and finishes the container when it closes. */
   private watchExit(rec: ContainerRecord, attempt = 0): void {
-    const sock = connect(join(this.bundle(rec.id), 'ctl.sock'));
+    const sock = connect(this.ctlPath(rec.id));
     this.watchers.set(rec.id, sock);
     let connected = false;
     sock.on('connect', () => {
@@ -331,8 +344,10 @@ export class ContainerManager {
     sock.on('error', () => {});
     sock.on('close', () => {
       this.watchers.delete(rec.id);
-      if (!connected && attempt < 20 && shimAlive(rec.state.shimPid, this.bundle(rec.id))) {
-        setTimeout(() => this.watchExit(rec, attempt + 1), 50);
+      if (this.closing) return;
+      if (!connected && shimAlive(rec.state.shimPid, this.bundle(rec.id))) {
+        // the shim is alive but its socket is not there yet (or briefly unavailable): retry
+        setTimeout(() => this.watchExit(rec, attempt + 1), Math.min(1000, 20 * 2 ** attempt));
         return;
       }
       void this.waitShimGone(rec).then(() => this.finishExit(rec));
@@ -468,7 +483,7 @@ export class ContainerManager {
     const rec = this.get(ref);
     if (rec.state.status !== 'running') throw conflict(`cannot attach to container ${rec.name}: it is not running`);
     return new Promise((resolve, reject) => {
-      const sock = connect(join(this.bundle(rec.id), 'ctl.sock'));
+      const sock = connect(this.ctlPath(rec.id));
       sock.once('connect', () => {
         sock.write('A');
         resolve(sock);
@@ -508,6 +523,7 @@ export class ContainerManager {
 
   /** Stops watching (the daemon is shutting down); containers keep running. */
   close(): void {
+    this.closing = true;
     for (const s of this.watchers.values()) s.destroy();
     this.watchers.clear();
   }
