@@ -227,6 +227,9 @@ export class ContainerManager {
     const { cgroup, warnings } = await this.opts.cgroups.create(this.cgroupName(rec.id), cfg.limits);
     try {
       await fs.writeFile(join(dir, 'hostname'), `${cfg.hostname}\n`);
+      // bind targets exist before the container starts: a user-namespaced root could not create them
+      await fs.mkdir(join(dir, 'upper', 'etc'), { recursive: true });
+      for (const f of ['hostname', 'hosts']) await fs.writeFile(join(dir, 'upper', 'etc', f), '', { flag: 'a' });
       await fs.writeFile(
         join(dir, 'hosts'),
         `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${cfg.hostname}\n`,
