@@ -79,19 +79,27 @@ t.test(`resource limits on the real kernel (cgroup v${driver.version})`, async (
     ]);
     t.equal(iops.code, 0, iops.stderr);
     t.ok(Date.now() - iops0 >= 2000, `60 writes at 20 iops took ${Date.now() - iops0} ms`);
-    const noDevice = await d.cli(['container', 'run', '--rm', 'busybox:test', 'dd', 'if=/dev/zero', `of=${loop}`, 'bs=4k', 'count=1']);
-    t.not(noDevice.code, 0, 'without --device the container cannot reach the loop device');
+    const { rdev } = await fs.stat(loop);
+    const [major, minor] = [Math.floor(rdev / 256) & 0xfff, rdev & 0xff];
+    const noDevice = await d.cli([
+      'container', 'run', '--rm', 'busybox:test', 'sh', '-c',
+      `mknod /tmp/disk b ${major} ${minor} && dd if=/dev/zero of=/tmp/disk bs=4k count=1 oflag=direct`,
+    ]);
+    t.not(noDevice.code, 0, 'without --device the devices cgroup refuses the loop device');
+    t.match(noDevice.stderr, /Operation not permitted/);
   });
 
   await t.test('a fork bomb stops at the pids limit', async (t) => {
-    const r = await d.cli(['container', 'run', '-d', '--name', 'forky', '--pids-limit', '10', 'busybox:test', 'sh', '-c', 'for i in $(seq 40); do sleep 30 & done; sleep 30']);
+    const r = await d.cli(['container', 'run', '-d', '--name', 'forky', '--pids-limit', '10', 'busybox:test', 'sleep', '300']);
     t.equal(r.code, 0, r.stderr);
+    const bomb = d.cli(['container', 'exec', 'forky', 'sh', '-c', 'for i in $(seq 40); do sleep 3 & done; wait']);
     await sleep(1000);
     const s = JSON.parse((await d.cli(['container', 'stats', '--no-stream', '--format', 'json', 'forky'])).stdout)[0];
     t.ok(s.pidsCurrent <= 10, `pids held at the limit (${s.pidsCurrent})`);
+    t.ok(s.pidsCurrent >= 8, 'the bomb did fill the container up to it');
     t.equal(s.pidsLimit, 10);
-    const logs = await d.cli(['container', 'logs', 'forky']);
-    t.match(logs.stderr, /can't fork|Resource temporarily unavailable/, 'forks beyond the limit fail');
+    const out = await bomb;
+    t.match(out.stderr, /can't fork|Resource temporarily unavailable/, 'forks beyond the limit fail');
     await d.cli(['container', 'rm', '-f', 'forky']);
   });
 
@@ -107,5 +115,8 @@ t.test(`resource limits on the real kernel (cgroup v${driver.version})`, async (
     await d.cli(['container', 'rm', '-f', 'quota']);
   });
 
+  for (const c of (await d.cli(['container', 'ps', '-a', '-q'])).stdout.split('\n').filter(Boolean)) {
+    await d.cli(['container', 'rm', '-f', c]);
+  }
   t.same(await d.leftovers(), [], 'no cgroup, mount, process or bundle left');
 });
