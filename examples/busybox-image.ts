@@ -3,9 +3,10 @@
  * image layout archive: `node dist/examples/busybox-image.js OUT.tar [NAME]`.
  * Used by the quick start; the same builder makes the test images.
  */
-import { baseFiles, buildLayer, makeImage } from '../test/lib/images.js';
-import { dirname } from 'node:path';
+
 import { rename } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { baseFiles, buildLayer, makeImage } from '../test/lib/images.js';
 
 const [out, name = 'busybox:latest'] = process.argv.slice(2);
 if (!out) {

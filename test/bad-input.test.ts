@@ -16,25 +16,81 @@ t.test('bad input gets a one-line error, a non-zero exit and leaves nothing behi
 
   const baseId = JSON.parse((await d.cli(['image', 'inspect', 'busybox:test'])).stdout)[0].id as string;
   const cases: Array<[string, string[], RegExp]> = [
-    ['truncated archive', ['image', 'load', '-i', join(d.dir, 'truncated.tar')], /invalid image archive|truncated|unexpected end/i],
-    ['garbage archive', ['image', 'load', '-i', join(d.dir, 'garbage.tar')], /invalid image archive|not a tar/i],
+    [
+      'truncated archive',
+      ['image', 'load', '-i', join(d.dir, 'truncated.tar')],
+      /invalid image archive|truncated|unexpected end/i,
+    ],
+    [
+      'garbage archive',
+      ['image', 'load', '-i', join(d.dir, 'garbage.tar')],
+      /invalid image archive|not a tar/i,
+    ],
     ['missing archive file', ['image', 'load', '-i', join(d.dir, 'nope.tar')], /no such file/],
     ['unknown image', ['container', 'run', '--rm', 'nosuch:image', 'true'], /no such image: nosuch:image/],
-    ['bad memory size', ['container', 'run', '--rm', '-m', '10X', 'busybox:test', 'true'], /invalid size: "10X"/],
-    ['memory below 6 MB', ['container', 'run', '--rm', '-m', '4m', 'busybox:test', 'true'], /Minimum memory limit allowed is 6MB/],
-    ['memory-swap below memory', ['container', 'run', '--rm', '-m', '64m', '--memory-swap', '32m', 'busybox:test', 'true'], /Minimum memoryswap limit should be larger than memory limit/],
-    ['missing device for a bps limit', ['container', 'run', '--rm', '--device-write-bps', '/dev/nope:1mb', 'busybox:test', 'true'], /\/dev\/nope: no such file or directory/],
-    ['bad bps rate', ['container', 'run', '--rm', '--device-write-bps', '/dev/null:fast', 'busybox:test', 'true'], /invalid|fast/],
-    ['too many cpus', ['container', 'run', '--rm', '--cpus', '999', 'busybox:test', 'true'], /range of CPUs is from 0\.01 to/],
-    ['bad blkio weight', ['container', 'run', '--rm', '--blkio-weight', '5', 'busybox:test', 'true'], /blkio-weight|weight/i],
-    ['name in use', ['container', 'run', '--name', 'taken', 'busybox:test', 'true'], /name "taken" is already in use/],
-    ['bad name', ['container', 'run', '--name', 'bad name!', 'busybox:test', 'true'], /invalid container name/],
+    [
+      'bad memory size',
+      ['container', 'run', '--rm', '-m', '10X', 'busybox:test', 'true'],
+      /invalid size: "10X"/,
+    ],
+    [
+      'memory below 6 MB',
+      ['container', 'run', '--rm', '-m', '4m', 'busybox:test', 'true'],
+      /Minimum memory limit allowed is 6MB/,
+    ],
+    [
+      'memory-swap below memory',
+      ['container', 'run', '--rm', '-m', '64m', '--memory-swap', '32m', 'busybox:test', 'true'],
+      /Minimum memoryswap limit should be larger than memory limit/,
+    ],
+    [
+      'missing device for a bps limit',
+      ['container', 'run', '--rm', '--device-write-bps', '/dev/nope:1mb', 'busybox:test', 'true'],
+      /\/dev\/nope: no such file or directory/,
+    ],
+    [
+      'bad bps rate',
+      ['container', 'run', '--rm', '--device-write-bps', '/dev/null:fast', 'busybox:test', 'true'],
+      /invalid|fast/,
+    ],
+    [
+      'too many cpus',
+      ['container', 'run', '--rm', '--cpus', '999', 'busybox:test', 'true'],
+      /range of CPUs is from 0\.01 to/,
+    ],
+    [
+      'bad blkio weight',
+      ['container', 'run', '--rm', '--blkio-weight', '5', 'busybox:test', 'true'],
+      /blkio-weight|weight/i,
+    ],
+    [
+      'name in use',
+      ['container', 'run', '--name', 'taken', 'busybox:test', 'true'],
+      /name "taken" is already in use/,
+    ],
+    [
+      'bad name',
+      ['container', 'run', '--name', 'bad name!', 'busybox:test', 'true'],
+      /invalid container name/,
+    ],
     ['exec into a stopped container', ['container', 'exec', 'stopped', 'true'], /is not running/],
     ['unknown container', ['container', 'stop', 'ghost'], /no such container: ghost/],
-    ['bad --userns', ['container', 'run', '--rm', '--userns', 'everyone', 'busybox:test', 'true'], /invalid --userns/],
-    ['unknown capability', ['container', 'run', '--rm', '--cap-add', 'FLY', 'busybox:test', 'true'], /unknown capability/],
+    [
+      'bad --userns',
+      ['container', 'run', '--rm', '--userns', 'everyone', 'busybox:test', 'true'],
+      /invalid --userns/,
+    ],
+    [
+      'unknown capability',
+      ['container', 'run', '--rm', '--cap-add', 'FLY', 'busybox:test', 'true'],
+      /unknown capability/,
+    ],
     ['unknown signal', ['container', 'kill', '-s', 'SIGNOPE', 'taken'], /invalid signal/],
-    ['unknown user', ['container', 'run', '--rm', '-u', 'nobody-here', 'busybox:test', 'true'], /unable to find user nobody-here/],
+    [
+      'unknown user',
+      ['container', 'run', '--rm', '-u', 'nobody-here', 'busybox:test', 'true'],
+      /unable to find user nobody-here/,
+    ],
     ['image in use', ['image', 'rm', baseId], /in use|used by/i],
     ['unknown flag', ['container', 'run', '--bogus', 'busybox:test'], /unknown option '--bogus'/],
   ];
@@ -48,7 +104,11 @@ t.test('bad input gets a one-line error, a non-zero exit and leaves nothing behi
       t.equal(r.stdout, '', 'nothing on stdout');
     });
   }
-  t.equal((await d.cli(['container', 'ps', '-a', '-q'])).stdout, before, 'no container was created by bad input');
+  t.equal(
+    (await d.cli(['container', 'ps', '-a', '-q'])).stdout,
+    before,
+    'no container was created by bad input',
+  );
   await d.cli(['container', 'rm', '-f', 'taken', 'stopped']);
   t.same(await d.leftovers(), [], 'no mount, cgroup, process or bundle left');
   const tmp = (await fs.readdir(join(d.dataRoot, 'tmp')).catch(() => [] as string[])).length;

@@ -15,7 +15,15 @@ t.test('container lifecycle through the CLI', async (t) => {
     const ok = await d.cli(['container', 'run', '--rm', 'busybox:test', 'echo', 'hello world']);
     t.equal(ok.stdout, 'hello world\n');
     t.equal(ok.code, 0, ok.stderr);
-    const fail = await d.cli(['container', 'run', '--rm', 'busybox:test', 'sh', '-c', 'echo oops >&2; exit 3']);
+    const fail = await d.cli([
+      'container',
+      'run',
+      '--rm',
+      'busybox:test',
+      'sh',
+      '-c',
+      'echo oops >&2; exit 3',
+    ]);
     t.equal(fail.code, 3);
     t.equal(fail.stderr, 'oops\n');
     const ps = await d.cli(['container', 'ps', '-a', '-q']);
@@ -24,11 +32,33 @@ t.test('container lifecycle through the CLI', async (t) => {
 
   await t.test('-e, -w, -u, --hostname and --entrypoint', async (t) => {
     const r = await d.cli([
-      'container', 'run', '--rm', '-e', 'GREETING=hi there', '-w', '/tmp/work', '-u', 'app', '--hostname', 'box1',
-      'busybox:test', 'sh', '-c', 'echo "$GREETING|$(pwd)|$(id -u):$(id -g)|$(hostname)|$HOSTNAME"',
+      'container',
+      'run',
+      '--rm',
+      '-e',
+      'GREETING=hi there',
+      '-w',
+      '/tmp/work',
+      '-u',
+      'app',
+      '--hostname',
+      'box1',
+      'busybox:test',
+      'sh',
+      '-c',
+      'echo "$GREETING|$(pwd)|$(id -u):$(id -g)|$(hostname)|$HOSTNAME"',
     ]);
     t.equal(r.stdout, 'hi there|/tmp/work|1000:1000|box1|box1\n', r.stderr);
-    const ep = await d.cli(['container', 'run', '--rm', '--entrypoint', 'echo', 'busybox:test', 'from', 'entrypoint']);
+    const ep = await d.cli([
+      'container',
+      'run',
+      '--rm',
+      '--entrypoint',
+      'echo',
+      'busybox:test',
+      'from',
+      'entrypoint',
+    ]);
     t.equal(ep.stdout, 'from entrypoint\n');
     const uid = await d.cli(['container', 'run', '--rm', '-u', '1234:5678', 'busybox:test', 'id']);
     t.match(uid.stdout, /uid=1234 gid=5678/);
@@ -48,8 +78,15 @@ t.test('container lifecycle through the CLI', async (t) => {
 
   await t.test('detached run, ps, inspect, stop with the stop signal', async (t) => {
     const run = await d.cli([
-      'container', 'run', '-d', '--name', 'graceful', 'busybox:test',
-      'sh', '-c', 'trap "echo got TERM; exit 0" TERM; echo ready; while true; do sleep 0.1; done',
+      'container',
+      'run',
+      '-d',
+      '--name',
+      'graceful',
+      'busybox:test',
+      'sh',
+      '-c',
+      'trap "echo got TERM; exit 0" TERM; echo ready; while true; do sleep 0.1; done',
     ]);
     t.equal(run.code, 0, run.stderr);
     t.match(run.stdout, /^[0-9a-f]{64}\n$/);
@@ -69,7 +106,17 @@ t.test('container lifecycle through the CLI', async (t) => {
   });
 
   await t.test('stop kills after the grace period when the signal is ignored', async (t) => {
-    await d.cli(['container', 'run', '-d', '--name', 'stubborn', 'busybox:test', 'sh', '-c', 'trap "" TERM; while true; do sleep 0.1; done']);
+    await d.cli([
+      'container',
+      'run',
+      '-d',
+      '--name',
+      'stubborn',
+      'busybox:test',
+      'sh',
+      '-c',
+      'trap "" TERM; while true; do sleep 0.1; done',
+    ]);
     await sleep(200);
     const t0 = Date.now();
     const stop = await d.cli(['container', 'stop', '-t', '1', 'stubborn']);
@@ -81,7 +128,16 @@ t.test('container lifecycle through the CLI', async (t) => {
   });
 
   await t.test('create, start, restart, kill, rm', async (t) => {
-    const create = await d.cli(['container', 'create', '--name', 'cycle', 'busybox:test', 'sh', '-c', 'echo started; sleep 100']);
+    const create = await d.cli([
+      'container',
+      'create',
+      '--name',
+      'cycle',
+      'busybox:test',
+      'sh',
+      '-c',
+      'echo started; sleep 100',
+    ]);
     t.equal(create.code, 0, create.stderr);
     let insp = JSON.parse((await d.cli(['container', 'inspect', 'cycle'])).stdout)[0];
     t.equal(insp.State.Status, 'created');
@@ -108,7 +164,16 @@ t.test('container lifecycle through the CLI', async (t) => {
   });
 
   await t.test('logs: --tail, --since, --timestamps, --follow, rotation', async (t) => {
-    await d.cli(['container', 'run', '--name', 'counter', 'busybox:test', 'sh', '-c', 'for i in 1 2 3 4 5; do echo line$i; done']);
+    await d.cli([
+      'container',
+      'run',
+      '--name',
+      'counter',
+      'busybox:test',
+      'sh',
+      '-c',
+      'for i in 1 2 3 4 5; do echo line$i; done',
+    ]);
     t.equal((await d.cli(['container', 'logs', '--tail', '2', 'counter'])).stdout, 'line4\nline5\n');
     const ts = await d.cli(['container', 'logs', '-t', '--tail', '1', 'counter']);
     t.match(ts.stdout, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z line5\n$/);
@@ -119,16 +184,38 @@ t.test('container lifecycle through the CLI', async (t) => {
     t.not(bad.code, 0);
     t.match(bad.stderr, /invalid --since/);
 
-    await d.cli(['container', 'run', '-d', '--name', 'ticker', 'busybox:test', 'sh', '-c', 'for i in 1 2 3; do echo tick$i; sleep 0.3; done']);
+    await d.cli([
+      'container',
+      'run',
+      '-d',
+      '--name',
+      'ticker',
+      'busybox:test',
+      'sh',
+      '-c',
+      'for i in 1 2 3; do echo tick$i; sleep 0.3; done',
+    ]);
     const follow = await d.cli(['container', 'logs', '-f', 'ticker']);
     t.equal(follow.stdout, 'tick1\ntick2\ntick3\n', 'follow streams until the container exits');
 
     await d.cli([
-      'container', 'run', '--name', 'chatty', '--log-opt', 'max-size=2k', '--log-opt', 'max-file=2', 'busybox:test',
-      'sh', '-c', 'i=0; while [ $i -lt 400 ]; do echo "message number $i"; i=$((i+1)); done',
+      'container',
+      'run',
+      '--name',
+      'chatty',
+      '--log-opt',
+      'max-size=2k',
+      '--log-opt',
+      'max-file=2',
+      'busybox:test',
+      'sh',
+      '-c',
+      'i=0; while [ $i -lt 400 ]; do echo "message number $i"; i=$((i+1)); done',
     ]);
     const ids = JSON.parse((await d.cli(['container', 'inspect', 'chatty'])).stdout)[0].Id as string;
-    const files = (await fs.readdir(join(d.dataRoot, 'containers', ids))).filter((f) => f.startsWith('container.log'));
+    const files = (await fs.readdir(join(d.dataRoot, 'containers', ids))).filter((f) =>
+      f.startsWith('container.log'),
+    );
     t.same(files.sort(), ['container.log', 'container.log.1'], 'rotated, keeping max-file files');
     for (const f of files) {
       const st = await fs.stat(join(d.dataRoot, 'containers', ids, f));
@@ -139,7 +226,18 @@ t.test('container lifecycle through the CLI', async (t) => {
   });
 
   await t.test('exec runs a new process inside the container', async (t) => {
-    await d.cli(['container', 'run', '-d', '--name', 'target', '--hostname', 'exectarget', 'busybox:test', 'sleep', '300']);
+    await d.cli([
+      'container',
+      'run',
+      '-d',
+      '--name',
+      'target',
+      '--hostname',
+      'exectarget',
+      'busybox:test',
+      'sleep',
+      '300',
+    ]);
     const ps = await d.cli(['container', 'exec', 'target', 'ps', '-o', 'pid,comm']);
     t.equal(ps.code, 0, ps.stderr);
     t.match(ps.stdout, /^\s*1 sleep$/m, 'sees the container PID 1');
@@ -147,13 +245,29 @@ t.test('container lifecycle through the CLI', async (t) => {
     t.equal(host.stdout, 'exectarget\n');
     const code = await d.cli(['container', 'exec', 'target', 'sh', '-c', 'exit 7']);
     t.equal(code.code, 7, 'exit code propagated');
-    const env = await d.cli(['container', 'exec', '-e', 'X=42', '-w', '/etc', 'target', 'sh', '-c', 'echo $X $(pwd)']);
+    const env = await d.cli([
+      'container',
+      'exec',
+      '-e',
+      'X=42',
+      '-w',
+      '/etc',
+      'target',
+      'sh',
+      '-c',
+      'echo $X $(pwd)',
+    ]);
     t.equal(env.stdout, '42 /etc\n');
     const tty = await d.cli(['container', 'exec', '-t', 'target', 'tty']);
     t.match(tty.stdout, /^\/dev\/pts\/\d+\s*$/, '-t gives the process a terminal');
-    const input = await d.cli(['container', 'exec', '-i', 'target', 'sh', '-c', 'read x; echo "got $x"'], { input: 'abc\n' });
+    const input = await d.cli(['container', 'exec', '-i', 'target', 'sh', '-c', 'read x; echo "got $x"'], {
+      input: 'abc\n',
+    });
     t.equal(input.stdout, 'got abc\n');
-    const stdinTty = await d.cli(['container', 'exec', '-i', '-t', 'target', 'sh', '-c', 'read x; echo "tty got $x"'], { input: 'xyz\n' });
+    const stdinTty = await d.cli(
+      ['container', 'exec', '-i', '-t', 'target', 'sh', '-c', 'read x; echo "tty got $x"'],
+      { input: 'xyz\n' },
+    );
     t.match(stdinTty.stdout, /tty got xyz/);
     const missing = await d.cli(['container', 'exec', 'target', 'nope']);
     t.equal(missing.code, 127);
@@ -164,7 +278,18 @@ t.test('container lifecycle through the CLI', async (t) => {
   });
 
   await t.test('attach talks to the main process; the detach keys leave it running', async (t) => {
-    await d.cli(['container', 'run', '-d', '-i', '--name', 'echoer', 'busybox:test', 'sh', '-c', 'while read l; do echo "echo:$l"; done']);
+    await d.cli([
+      'container',
+      'run',
+      '-d',
+      '-i',
+      '--name',
+      'echoer',
+      'busybox:test',
+      'sh',
+      '-c',
+      'while read l; do echo "echo:$l"; done',
+    ]);
     const sock = await d.client.upgrade('/containers/echoer/attach');
     const dec = new FrameDecoder();
     let out = '';
@@ -186,7 +311,19 @@ t.test('container lifecycle through the CLI', async (t) => {
   });
 
   await t.test('stats come from the cgroup', async (t) => {
-    await d.cli(['container', 'run', '-d', '--name', 'busy', '-m', '64m', 'busybox:test', 'sh', '-c', 'while true; do :; done']);
+    await d.cli([
+      'container',
+      'run',
+      '-d',
+      '--name',
+      'busy',
+      '-m',
+      '64m',
+      'busybox:test',
+      'sh',
+      '-c',
+      'while true; do :; done',
+    ]);
     const r = await d.cli(['container', 'stats', '--no-stream', '--format', 'json', 'busy']);
     t.equal(r.code, 0, r.stderr);
     const [s] = JSON.parse(r.stdout);
@@ -201,7 +338,9 @@ t.test('container lifecycle through the CLI', async (t) => {
   });
 
   await t.test('after removal nothing of the containers is left', async (t) => {
-    const all = JSON.parse((await d.cli(['container', 'ps', '-a', '--format', 'json'])).stdout) as Array<{ Name: string }>;
+    const all = JSON.parse((await d.cli(['container', 'ps', '-a', '--format', 'json'])).stdout) as Array<{
+      Name: string;
+    }>;
     for (const c of all) await d.cli(['container', 'rm', '-f', c.Name]);
     t.same(await d.leftovers(), []);
   });
@@ -210,8 +349,28 @@ t.test('container lifecycle through the CLI', async (t) => {
 t.test('a restarted daemon re-adopts running containers with their logs and exit codes', async (t) => {
   const d = await startTestDaemon(t);
   await loadTestImages(d);
-  await d.cli(['container', 'run', '-d', '--name', 'survivor', 'busybox:test', 'sh', '-c', 'trap "exit 42" TERM; echo before; while true; do sleep 0.1; done']);
-  await d.cli(['container', 'run', '-d', '--name', 'short', 'busybox:test', 'sh', '-c', 'sleep 1; echo done; exit 5']);
+  await d.cli([
+    'container',
+    'run',
+    '-d',
+    '--name',
+    'survivor',
+    'busybox:test',
+    'sh',
+    '-c',
+    'trap "exit 42" TERM; echo before; while true; do sleep 0.1; done',
+  ]);
+  await d.cli([
+    'container',
+    'run',
+    '-d',
+    '--name',
+    'short',
+    'busybox:test',
+    'sh',
+    '-c',
+    'sleep 1; echo done; exit 5',
+  ]);
   const pid = JSON.parse((await d.cli(['container', 'inspect', 'survivor'])).stdout)[0].State.Pid as number;
   await sleep(200);
   await d.kill('SIGKILL');

@@ -1,5 +1,5 @@
-import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
@@ -15,7 +15,10 @@ async function fingerprint(dir: string): Promise<Record<string, string>> {
       const p = join(rel, e.name);
       const st = await fs.lstat(join(dir, p));
       let what = `${st.mode.toString(8)} ${st.uid}:${st.gid} rdev=${st.rdev}`;
-      if (e.isFile()) what += ` ${createHash('sha256').update(await fs.readFile(join(dir, p))).digest('hex')}`;
+      if (e.isFile())
+        what += ` ${createHash('sha256')
+          .update(await fs.readFile(join(dir, p)))
+          .digest('hex')}`;
       if (e.isSymbolicLink()) what += ` -> ${await fs.readlink(join(dir, p))}`;
       out[p] = what;
       if (e.isDirectory()) await walk(p);
@@ -51,19 +54,42 @@ t.test('copy-on-write: the container layer takes every change; image layers neve
 
   const id = JSON.parse((await d.cli(['container', 'inspect', 'writer'])).stdout)[0].Id as string;
   const upper = join(d.dataRoot, 'containers', id, 'upper');
-  t.equal(await fs.readFile(join(upper, 'srv', 'new-in-container.txt'), 'utf8'), 'new in the container\n', 'add: the new file is in the container layer');
-  t.equal(await fs.readFile(join(upper, COW.modified.path), 'utf8'), 'changed in the container\n', 'modify: copied up into the container layer');
+  t.equal(
+    await fs.readFile(join(upper, 'srv', 'new-in-container.txt'), 'utf8'),
+    'new in the container\n',
+    'add: the new file is in the container layer',
+  );
+  t.equal(
+    await fs.readFile(join(upper, COW.modified.path), 'utf8'),
+    'changed in the container\n',
+    'modify: copied up into the container layer',
+  );
   for (const p of [COW.kept.path, COW.added.path]) {
     const st = await fs.lstat(join(upper, p));
     t.ok(st.isCharacterDevice() && st.rdev === 0, `delete: ${p} is a whiteout in the container layer`);
   }
-  t.notOk(await fs.lstat(join(upper, 'bin')).catch(() => undefined), 'read: nothing merely read is copied up');
+  t.notOk(
+    await fs.lstat(join(upper, 'bin')).catch(() => undefined),
+    'read: nothing merely read is copied up',
+  );
 
   const after = await fingerprint(layersDir);
   t.same(after, before, 'image layers are byte-for-byte unchanged');
 
-  const fresh = await d.cli(['container', 'run', '--rm', 'cow:test', 'sh', '-c', `cat ${COW.modified.path} ${COW.kept.path}; ls /srv`]);
-  t.equal(fresh.stdout, `${COW.modified.after}${COW.kept.content}added.txt\nkeep.txt\nopaque\n`, 'a second container sees the image, not the first one\'s changes');
+  const fresh = await d.cli([
+    'container',
+    'run',
+    '--rm',
+    'cow:test',
+    'sh',
+    '-c',
+    `cat ${COW.modified.path} ${COW.kept.path}; ls /srv`,
+  ]);
+  t.equal(
+    fresh.stdout,
+    `${COW.modified.after}${COW.kept.content}added.txt\nkeep.txt\nopaque\n`,
+    "a second container sees the image, not the first one's changes",
+  );
 
   await t.test('image save writes an OCI layout with a docker manifest', async (t) => {
     const out = join(d.dir, 'saved.tar');

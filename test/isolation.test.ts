@@ -20,8 +20,30 @@ async function inspect(d: TestDaemon, name: string) {
 t.test('namespaces isolate a container from the host and from another container', async (t) => {
   const d = await startTestDaemon(t);
   await loadTestImages(d);
-  await d.cli(['container', 'run', '-d', '--name', 'one', '--hostname', 'one', 'busybox:test', 'sleep', '300']);
-  await d.cli(['container', 'run', '-d', '--name', 'two', '--hostname', 'two', 'busybox:test', 'sleep', '300']);
+  await d.cli([
+    'container',
+    'run',
+    '-d',
+    '--name',
+    'one',
+    '--hostname',
+    'one',
+    'busybox:test',
+    'sleep',
+    '300',
+  ]);
+  await d.cli([
+    'container',
+    'run',
+    '-d',
+    '--name',
+    'two',
+    '--hostname',
+    'two',
+    'busybox:test',
+    'sleep',
+    '300',
+  ]);
   const one = await inspect(d, 'one');
   const two = await inspect(d, 'two');
   const nsOf = (pid: number | 'self', ns: string) => readlinkSync(`/proc/${pid}/ns/${ns}`);
@@ -31,7 +53,9 @@ t.test('namespaces isolate a container from the host and from another container'
       const a = nsOf(one.State.Pid, ns);
       t.not(a, nsOf('self', ns), 'differs from the host');
       t.not(a, nsOf(two.State.Pid, ns), 'differs from the other container');
-      const inside = (await d.cli(['container', 'exec', 'one', 'readlink', `/proc/self/ns/${ns}`])).stdout.trim();
+      const inside = (
+        await d.cli(['container', 'exec', 'one', 'readlink', `/proc/self/ns/${ns}`])
+      ).stdout.trim();
       t.equal(inside, a, 'exec joins the same namespace');
     });
   }
@@ -45,8 +69,29 @@ t.test('namespaces isolate a container from the host and from another container'
 
   await t.test('PID: with --init, orphaned zombies are reaped', async (t) => {
     // without an init, PID 1 (here `sleep` after exec) never reaps the orphan: a zombie stays
-    await d.cli(['container', 'run', '-d', '--name', 'noinit', 'busybox:test', 'sh', '-c', '(sleep 0.1 &); exec sleep 300']);
-    await d.cli(['container', 'run', '-d', '--name', 'withinit', '--init', 'busybox:test', 'sh', '-c', '(sleep 0.1 &); exec sleep 300']);
+    await d.cli([
+      'container',
+      'run',
+      '-d',
+      '--name',
+      'noinit',
+      'busybox:test',
+      'sh',
+      '-c',
+      '(sleep 0.1 &); exec sleep 300',
+    ]);
+    await d.cli([
+      'container',
+      'run',
+      '-d',
+      '--name',
+      'withinit',
+      '--init',
+      'busybox:test',
+      'sh',
+      '-c',
+      '(sleep 0.1 &); exec sleep 300',
+    ]);
     await sleep(600);
     const noinit = (await d.cli(['container', 'exec', 'noinit', 'ps', '-o', 'stat,comm'])).stdout;
     const withinit = (await d.cli(['container', 'exec', 'withinit', 'ps', '-o', 'pid,stat,comm'])).stdout;
@@ -59,12 +104,24 @@ t.test('namespaces isolate a container from the host and from another container'
     await d.cli(['container', 'rm', '-f', 'noinit', 'withinit']);
   });
 
-  await t.test('UTS: --hostname is the container\'s alone', async (t) => {
+  await t.test("UTS: --hostname is the container's alone", async (t) => {
     t.equal((await d.cli(['container', 'exec', 'one', 'hostname'])).stdout, 'one\n');
     t.equal((await d.cli(['container', 'exec', 'two', 'hostname'])).stdout, 'two\n');
     const denied = await d.cli(['container', 'run', '--rm', 'busybox:test', 'hostname', 'other']);
     t.not(denied.code, 0, "without CAP_SYS_ADMIN (Docker's default set) the name cannot be changed");
-    t.equal(await runOut(d, ['--cap-add', 'SYS_ADMIN', '--hostname', 'renamed', 'busybox:test', 'sh', '-c', 'hostname other && hostname']), 'other\n');
+    t.equal(
+      await runOut(d, [
+        '--cap-add',
+        'SYS_ADMIN',
+        '--hostname',
+        'renamed',
+        'busybox:test',
+        'sh',
+        '-c',
+        'hostname other && hostname',
+      ]),
+      'other\n',
+    );
     t.not(hostname(), 'other', 'the host name is untouched');
   });
 
@@ -74,7 +131,10 @@ t.test('namespaces isolate a container from the host and from another container'
     const other = await d.cli(['container', 'exec', 'two', 'cat', '/dev/shm/one-only']);
     t.not(other.code, 0, 'the other container does not see it');
     t.notOk(await fs.stat('/dev/shm/one-only').catch(() => undefined), 'the host does not see it');
-    t.match((await d.cli(['container', 'exec', 'one', 'cat', '/proc/mounts'])).stdout, /mqueue \/dev\/mqueue/);
+    t.match(
+      (await d.cli(['container', 'exec', 'one', 'cat', '/proc/mounts'])).stdout,
+      /mqueue \/dev\/mqueue/,
+    );
   });
 
   await t.test('network: loopback only, and up', async (t) => {
@@ -84,24 +144,49 @@ t.test('namespaces isolate a container from the host and from another container'
     t.match(await runOut(d, ['busybox:test', 'ip', 'addr', 'show', 'lo']), /inet 127\.0\.0\.1\/8/);
   });
 
-  await t.test('mount: an overlay root entered with pivot_root; the host sees no container mount', async (t) => {
-    const mounts = await runOut(d, ['busybox:test', 'cat', '/proc/self/mountinfo']);
-    t.match(mounts.split('\n')[0], / \/ \/ .* - overlay overlay /, 'the root is the overlay');
-    const points = mounts.trim().split('\n').map((l) => l.split(' ')[4]!);
-    t.same(points.filter((p) => !/^\/(proc|dev|sys|etc\/hostname$|etc\/hosts$|$)/.test(p)), [], 'only the container\'s own mount points: the old root is gone (pivot_root, not chroot)');
-    const escape = await d.cli(['container', 'run', '--rm', 'busybox:test', 'ls', d.dataRoot]);
-    t.not(escape.code, 0, 'host paths are not reachable');
-    const host = await fs.readFile('/proc/self/mountinfo', 'utf8');
-    t.notMatch(host, new RegExp(d.prefix), 'no container mount leaks to the host');
-    t.equal(await runOut(d, ['busybox:test', 'ls', '/.pivot_old']).catch(() => 'absent'), 'absent');
-  });
+  await t.test(
+    'mount: an overlay root entered with pivot_root; the host sees no container mount',
+    async (t) => {
+      const mounts = await runOut(d, ['busybox:test', 'cat', '/proc/self/mountinfo']);
+      t.match(mounts.split('\n')[0], / \/ \/ .* - overlay overlay /, 'the root is the overlay');
+      const points = mounts
+        .trim()
+        .split('\n')
+        .map((l) => l.split(' ')[4]!);
+      t.same(
+        points.filter((p) => !/^\/(proc|dev|sys|etc\/hostname$|etc\/hosts$|$)/.test(p)),
+        [],
+        "only the container's own mount points: the old root is gone (pivot_root, not chroot)",
+      );
+      const outside = await d.cli(['container', 'run', '--rm', 'busybox:test', 'ls', d.dataRoot]);
+      t.not(outside.code, 0, 'host paths are not reachable');
+      const host = await fs.readFile('/proc/self/mountinfo', 'utf8');
+      t.notMatch(host, new RegExp(d.prefix), 'no container mount leaks to the host');
+      t.equal(await runOut(d, ['busybox:test', 'ls', '/.pivot_old']).catch(() => 'absent'), 'absent');
+    },
+  );
 
   await t.test('user namespace: --userns maps root to an unprivileged host uid', async (t) => {
-    await d.cli(['container', 'run', '-d', '--name', 'mapped', '--userns', '0:200000:65536', 'busybox:test', 'sh', '-c', 'touch /tmp/made-inside; sleep 300']);
+    await d.cli([
+      'container',
+      'run',
+      '-d',
+      '--name',
+      'mapped',
+      '--userns',
+      '0:200000:65536',
+      'busybox:test',
+      'sh',
+      '-c',
+      'touch /tmp/made-inside; sleep 300',
+    ]);
     await sleep(300);
     const m = await inspect(d, 'mapped');
     t.equal((await d.cli(['container', 'exec', 'mapped', 'id', '-u'])).stdout, '0\n', 'root inside');
-    t.match((await d.cli(['container', 'exec', 'mapped', 'cat', '/proc/self/uid_map'])).stdout, /^\s*0\s+200000\s+65536\s*$/);
+    t.match(
+      (await d.cli(['container', 'exec', 'mapped', 'cat', '/proc/self/uid_map'])).stdout,
+      /^\s*0\s+200000\s+65536\s*$/,
+    );
     const status = await fs.readFile(`/proc/${m.State.Pid}/status`, 'utf8');
     t.match(status, /^Uid:\s+200000\s+200000\s+200000\s+200000$/m, 'an unprivileged uid on the host');
     const st = await fs.stat(join(d.dataRoot, 'containers', m.Id, 'upper', 'tmp', 'made-inside'));
@@ -112,26 +197,81 @@ t.test('namespaces isolate a container from the host and from another container'
     await d.cli(['container', 'rm', '-f', 'mapped']);
   });
 
-  await t.test('hardening: read-only /sys, masked paths, default capabilities, no_new_privs, minimal /dev', async (t) => {
-    const sys = await d.cli(['container', 'run', '--rm', 'busybox:test', 'sh', '-c', 'echo x > /sys/kernel/uevent_helper']);
-    t.not(sys.code, 0);
-    t.match(sys.stderr, /Read-only file system/);
-    t.ok((await fs.readFile('/proc/timer_list', 'utf8')).length > 0, 'the host has a /proc/timer_list');
-    t.equal(await runOut(d, ['busybox:test', 'wc', '-c', '/proc/timer_list']), '0 /proc/timer_list\n', 'masked in the container');
-    t.equal(await runOut(d, ['busybox:test', 'ls', '/sys/firmware']), '', '/sys/firmware is masked');
-    const procSys = await d.cli(['container', 'run', '--rm', 'busybox:test', 'sh', '-c', 'echo 1 > /proc/sys/vm/drop_caches']);
-    t.not(procSys.code, 0, '/proc/sys is read-only');
-    const status = await runOut(d, ['busybox:test', 'cat', '/proc/self/status']);
-    t.match(status, /^CapEff:\s+00000000a80425fb$/m, "Docker's default capability set");
-    t.match(status, /^CapBnd:\s+00000000a80425fb$/m);
-    t.match(status, /^NoNewPrivs:\s+1$/m);
-    const added = await runOut(d, ['--cap-add', 'NET_ADMIN', '--cap-drop', 'CHOWN', 'busybox:test', 'grep', 'CapEff', '/proc/self/status']);
-    t.match(added, /00000000a80435fa/, 'NET_ADMIN added, CHOWN dropped');
-    const dev = (await runOut(d, ['busybox:test', 'ls', '/dev'])).split(/\s+/).filter(Boolean).sort();
-    t.same(dev, ['fd', 'full', 'mqueue', 'null', 'ptmx', 'pts', 'random', 'shm', 'stderr', 'stdin', 'stdout', 'tty', 'urandom', 'zero']);
-    const mknod = await d.cli(['container', 'run', '--rm', 'busybox:test', 'sh', '-c', 'mknod /tmp/sda b 8 0 && head -c 1 /tmp/sda']);
-    t.not(mknod.code, 0, 'the devices cgroup refuses a block device the container made itself');
-  });
+  await t.test(
+    'hardening: read-only /sys, masked paths, default capabilities, no_new_privs, minimal /dev',
+    async (t) => {
+      const sys = await d.cli([
+        'container',
+        'run',
+        '--rm',
+        'busybox:test',
+        'sh',
+        '-c',
+        'echo x > /sys/kernel/uevent_helper',
+      ]);
+      t.not(sys.code, 0);
+      t.match(sys.stderr, /Read-only file system/);
+      t.ok((await fs.readFile('/proc/timer_list', 'utf8')).length > 0, 'the host has a /proc/timer_list');
+      t.equal(
+        await runOut(d, ['busybox:test', 'wc', '-c', '/proc/timer_list']),
+        '0 /proc/timer_list\n',
+        'masked in the container',
+      );
+      t.equal(await runOut(d, ['busybox:test', 'ls', '/sys/firmware']), '', '/sys/firmware is masked');
+      const procSys = await d.cli([
+        'container',
+        'run',
+        '--rm',
+        'busybox:test',
+        'sh',
+        '-c',
+        'echo 1 > /proc/sys/vm/drop_caches',
+      ]);
+      t.not(procSys.code, 0, '/proc/sys is read-only');
+      const status = await runOut(d, ['busybox:test', 'cat', '/proc/self/status']);
+      t.match(status, /^CapEff:\s+00000000a80425fb$/m, "Docker's default capability set");
+      t.match(status, /^CapBnd:\s+00000000a80425fb$/m);
+      t.match(status, /^NoNewPrivs:\s+1$/m);
+      const added = await runOut(d, [
+        '--cap-add',
+        'NET_ADMIN',
+        '--cap-drop',
+        'CHOWN',
+        'busybox:test',
+        'grep',
+        'CapEff',
+        '/proc/self/status',
+      ]);
+      t.match(added, /00000000a80435fa/, 'NET_ADMIN added, CHOWN dropped');
+      const dev = (await runOut(d, ['busybox:test', 'ls', '/dev'])).split(/\s+/).filter(Boolean).sort();
+      t.same(dev, [
+        'fd',
+        'full',
+        'mqueue',
+        'null',
+        'ptmx',
+        'pts',
+        'random',
+        'shm',
+        'stderr',
+        'stdin',
+        'stdout',
+        'tty',
+        'urandom',
+        'zero',
+      ]);
+      const mknod = await d.cli([
+        'container',
+        'run',
+        '--rm',
+        'busybox:test',
+        'sh',
+        '-c',
+        'mknod /tmp/sda b 8 0 && head -c 1 /tmp/sda',
+      ]);
+      t.not(mknod.code, 0, 'the devices cgroup refuses a block device the container made itself');
+    },
+  );
 
   await d.cli(['container', 'rm', '-f', 'one', 'two']);
 });

@@ -68,7 +68,9 @@ export class Client {
       ...base,
       host: this.target.host,
       port: this.target.port,
-      ...(this.target.tls ? { ca: this.target.tls.ca, cert: this.target.tls.cert, key: this.target.tls.key } : {}),
+      ...(this.target.tls
+        ? { ca: this.target.tls.ca, cert: this.target.tls.cert, key: this.target.tls.key }
+        : {}),
     };
   }
 
@@ -85,7 +87,9 @@ export class Client {
       const lib = this.target.tls ? https : http;
       const req = lib.request(this.options(method, path, opts), resolve);
       req.on('error', (e: NodeJS.ErrnoException) =>
-        reject(['ECONNREFUSED', 'ENOENT', 'ECONNRESET', 'EACCES'].includes(e.code ?? '') ? this.unreachable(e) : e),
+        reject(
+          ['ECONNREFUSED', 'ENOENT', 'ECONNRESET', 'EACCES'].includes(e.code ?? '') ? this.unreachable(e) : e,
+        ),
       );
       if (opts.upload) opts.upload.pipe(req);
       else req.end(opts.body !== undefined ? JSON.stringify(opts.body) : undefined);
@@ -104,7 +108,7 @@ export class Client {
     const res = await this.send(method, path, opts);
     const text = await Client.text(res);
     const status = res.statusCode ?? 500;
-    let body: unknown = undefined;
+    let body: unknown;
     if (text) {
       try {
         body = JSON.parse(text);
@@ -135,7 +139,9 @@ export class Client {
     return new Promise((resolve, reject) => {
       const lib = this.target.tls ? https : http;
       const req = lib.request(
-        this.options('POST', path, { headers: { ...headers, connection: 'Upgrade', upgrade: 'tsswarm-stream' } }),
+        this.options('POST', path, {
+          headers: { ...headers, connection: 'Upgrade', upgrade: 'tsswarm-stream' },
+        }),
       );
       req.on('upgrade', (_res, socket, head) => {
         if (head.length) socket.unshift(head);

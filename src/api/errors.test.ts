@@ -1,5 +1,5 @@
 import t from 'tap';
-import { TsswarmError, fromWire, invalid } from './errors.js';
+import { fromWire, invalid, TsswarmError } from './errors.js';
 
 t.test('typed errors carry code, status and exit code', async (t) => {
   const e = invalid('bad size "10X"');

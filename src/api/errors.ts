@@ -69,6 +69,8 @@ export const precondition = (msg: string) => new TsswarmError('precondition', ms
 /** Rebuilds a typed error from its wire form (the daemon's JSON error body). */
 export function fromWire(body: unknown, status: number): TsswarmError {
   const b = (body ?? {}) as { code?: string; message?: string };
-  const code = (b.code && b.code in statusOf ? b.code : status >= 500 ? 'internal' : 'invalid_argument') as ErrorCode;
+  const code = (
+    b.code && b.code in statusOf ? b.code : status >= 500 ? 'internal' : 'invalid_argument'
+  ) as ErrorCode;
   return new TsswarmError(code, b.message ?? `daemon answered HTTP ${status}`);
 }

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { Frame, FrameDecoder, encodeFrame, exitFrame, resizeFrame } from './frames.js';
+import { encodeFrame, exitFrame, Frame, FrameDecoder, resizeFrame } from './frames.js';
 
 t.test('frames survive arbitrary chunking', async (t) => {
   const wire = Buffer.concat([

@@ -19,14 +19,26 @@ interface ContainerView {
   Image: string;
   Path: string;
   Args: string[];
-  State: { Status: string; Running: boolean; Pid: number; ExitCode: number; OOMKilled: boolean; StartedAt: string; FinishedAt: string };
+  State: {
+    Status: string;
+    Running: boolean;
+    Pid: number;
+    ExitCode: number;
+    OOMKilled: boolean;
+    StartedAt: string;
+    FinishedAt: string;
+  };
 }
 
 /** The create/run flags, with Docker's names. */
 function addCreateOptions(cmd: Command): Command {
   return cmd
     .option('--name <name>', 'assign a name to the container')
-    .option('-e, --env <KEY=VALUE>', 'set an environment variable (KEY alone takes it from this shell)', collect)
+    .option(
+      '-e, --env <KEY=VALUE>',
+      'set an environment variable (KEY alone takes it from this shell)',
+      collect,
+    )
     .option('-w, --workdir <dir>', 'working directory inside the container')
     .option('-u, --user <user[:group]>', 'user (name or uid) and optional group')
     .option('--entrypoint <cmd>', "override the image's ENTRYPOINT ('' removes it)")
@@ -35,12 +47,19 @@ function addCreateOptions(cmd: Command): Command {
     .option('-t, --tty', 'allocate a pseudo-TTY')
     .option('--rm', 'remove the container when it exits')
     .option('--init', 'run an init as PID 1 that forwards signals and reaps zombies')
-    .option('--userns <CID:HOSTID:SIZE>', 'run in a new user namespace with this uid/gid map, e.g. 0:100000:65536')
+    .option(
+      '--userns <CID:HOSTID:SIZE>',
+      'run in a new user namespace with this uid/gid map, e.g. 0:100000:65536',
+    )
     .option('--cap-add <cap>', 'add a Linux capability', collect)
     .option('--cap-drop <cap>', 'drop a Linux capability', collect)
     .option('--device <host[:container]>', 'give the container a host device', collect)
     .option('--stop-signal <signal>', 'signal that stops the container (default SIGTERM)')
-    .option('--stop-timeout <seconds>', 'seconds to wait before killing on stop (default 10)', int('--stop-timeout'))
+    .option(
+      '--stop-timeout <seconds>',
+      'seconds to wait before killing on stop (default 10)',
+      int('--stop-timeout'),
+    )
     .option('-l, --label <key=value>', 'set a label', collect)
     .option('--log-opt <key=value>', 'log option: max-size=10m, max-file=3', collect)
     .option('-m, --memory <bytes>', 'memory limit (e.g. 512m)')
@@ -50,7 +69,11 @@ function addCreateOptions(cmd: Command): Command {
     .option('--cpus <n>', 'number of CPUs (CFS quota), e.g. 1.5')
     .option('--cpuset-cpus <list>', 'CPUs the container may run on, e.g. 0-1')
     .option('--cpuset-mems <list>', 'memory nodes the container may use')
-    .option('--blkio-weight <n>', 'block I/O relative weight, 10 to 1000 (default 500)', int('--blkio-weight'))
+    .option(
+      '--blkio-weight <n>',
+      'block I/O relative weight, 10 to 1000 (default 500)',
+      int('--blkio-weight'),
+    )
     .option('--device-read-bps <dev:rate>', 'limit read rate from a device, e.g. /dev/sda:1mb', collect)
     .option('--device-write-bps <dev:rate>', 'limit write rate to a device', collect)
     .option('--device-read-iops <dev:n>', 'limit read operations per second from a device', collect)
@@ -68,7 +91,11 @@ function keyValues(list: string[] | undefined, what: string): Record<string, str
   return out;
 }
 
-export function createRequest(image: string, args: string[], o: Record<string, unknown>): ContainerCreateRequest {
+export function createRequest(
+  image: string,
+  args: string[],
+  o: Record<string, unknown>,
+): ContainerCreateRequest {
   const env = ((o.env as string[]) ?? []).map((e) => {
     if (e.includes('=')) return e;
     const v = process.env[e];
@@ -116,7 +143,9 @@ export function createRequest(image: string, args: string[], o: Record<string, u
 const enc = encodeURIComponent;
 
 async function createContainer(client: Client, req: ContainerCreateRequest): Promise<string> {
-  const res = await client.request<{ Id: string; Warnings: string[] }>('POST', '/containers/create', { body: req });
+  const res = await client.request<{ Id: string; Warnings: string[] }>('POST', '/containers/create', {
+    body: req,
+  });
   for (const w of res.Warnings) process.stderr.write(`WARNING: ${w}\n`);
   return res.Id;
 }
@@ -178,7 +207,12 @@ export function containerCommands(getClient: GetClient, done: (code: number) => 
   });
 
   addCreateOptions(
-    c.command('create').description('Create a container without starting it').argument('<image>').argument('[command...]').passThroughOptions(),
+    c
+      .command('create')
+      .description('Create a container without starting it')
+      .argument('<image>')
+      .argument('[command...]')
+      .passThroughOptions(),
   ).action(async (image: string, args: string[], o: Record<string, unknown>) => {
     process.stdout.write(`${await createContainer(getClient(), createRequest(image, args, o))}\n`);
   });
@@ -192,8 +226,13 @@ export function containerCommands(getClient: GetClient, done: (code: number) => 
       const client = getClient();
       for (const ref of refs) {
         if (o.attach) {
-          const view = await client.request<ContainerView & { Config: { tty: boolean } }>('GET', `/containers/${enc(ref)}/json`);
-          return done(await runForeground(client, view.Id, { interactive: o.interactive, tty: view.Config.tty }, true));
+          const view = await client.request<ContainerView & { Config: { tty: boolean } }>(
+            'GET',
+            `/containers/${enc(ref)}/json`,
+          );
+          return done(
+            await runForeground(client, view.Id, { interactive: o.interactive, tty: view.Config.tty }, true),
+          );
         }
         await startContainer(client, ref);
         process.stdout.write(`${ref}\n`);
@@ -239,7 +278,9 @@ export function containerCommands(getClient: GetClient, done: (code: number) => 
     .option('-f, --force', 'kill a running container first')
     .action(async (refs: string[], o: { force?: boolean }) => {
       for (const ref of refs) {
-        await getClient().request('DELETE', `/containers/${enc(ref)}`, { query: { force: o.force ? 1 : undefined } });
+        await getClient().request('DELETE', `/containers/${enc(ref)}`, {
+          query: { force: o.force ? 1 : undefined },
+        });
         process.stdout.write(`${ref}\n`);
       }
     });
@@ -264,7 +305,9 @@ export function containerCommands(getClient: GetClient, done: (code: number) => 
     .option('-q, --quiet', 'only display ids')
     .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'))
     .action(async (o: { all?: boolean; quiet?: boolean; format: string }) => {
-      const list = await getClient().request<ContainerView[]>('GET', '/containers/json', { query: { all: o.all ? 1 : undefined } });
+      const list = await getClient().request<ContainerView[]>('GET', '/containers/json', {
+        query: { all: o.all ? 1 : undefined },
+      });
       if (o.quiet) return void process.stdout.write(list.map((x) => `${x.Id.slice(0, 12)}\n`).join(''));
       if (o.format === 'json') return void process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
       const status = (x: ContainerView) =>
@@ -304,13 +347,20 @@ export function containerCommands(getClient: GetClient, done: (code: number) => 
     .option('-n, --tail <n>', 'number of lines to show from the end', int('--tail'))
     .option('--since <time>', 'show logs since a timestamp (RFC 3339, Unix seconds) or a duration (e.g. 10m)')
     .option('-t, --timestamps', 'show timestamps')
-    .action(async (ref: string, o: { follow?: boolean; tail?: number; since?: string; timestamps?: boolean }) => {
-      const client = getClient();
-      const res = await client.stream('GET', `/containers/${enc(ref)}/logs`, {
-        query: { follow: o.follow ? 1 : undefined, tail: o.tail, since: o.since, timestamps: o.timestamps ? 1 : undefined },
-      });
-      await relayOutput(res);
-    });
+    .action(
+      async (ref: string, o: { follow?: boolean; tail?: number; since?: string; timestamps?: boolean }) => {
+        const client = getClient();
+        const res = await client.stream('GET', `/containers/${enc(ref)}/logs`, {
+          query: {
+            follow: o.follow ? 1 : undefined,
+            tail: o.tail,
+            since: o.since,
+            timestamps: o.timestamps ? 1 : undefined,
+          },
+        });
+        await relayOutput(res);
+      },
+    );
 
   c.command('attach')
     .description("Attach this terminal to a running container's main process (detach with ctrl-p ctrl-q)")
@@ -356,17 +406,23 @@ export function containerCommands(getClient: GetClient, done: (code: number) => 
     .option('-e, --env <KEY=VALUE>', 'set an environment variable', collect)
     .option('-w, --workdir <dir>', 'working directory')
     .option('-u, --user <user[:group]>', 'user')
-    .action(async (ref: string, cmd: string[], o: { interactive?: boolean; tty?: boolean; env?: string[]; workdir?: string; user?: string }) => {
-      const request = { cmd, env: o.env, workingDir: o.workdir, user: o.user, tty: !!o.tty };
-      const sock = await getClient().upgrade(`/containers/${enc(ref)}/exec`, {
-        'x-tsswarm-exec': Buffer.from(JSON.stringify(request)).toString('base64'),
-      });
-      const restore = o.interactive ? relayInput(sock, { tty: !!o.tty }) : undefined;
-      if (!o.interactive) sock.write(Buffer.from([2, 0, 0, 0, 0])); // close stdin
-      const code = await relayOutput(sock);
-      restore?.();
-      done(code ?? 255);
-    });
+    .action(
+      async (
+        ref: string,
+        cmd: string[],
+        o: { interactive?: boolean; tty?: boolean; env?: string[]; workdir?: string; user?: string },
+      ) => {
+        const request = { cmd, env: o.env, workingDir: o.workdir, user: o.user, tty: !!o.tty };
+        const sock = await getClient().upgrade(`/containers/${enc(ref)}/exec`, {
+          'x-tsswarm-exec': Buffer.from(JSON.stringify(request)).toString('base64'),
+        });
+        const restore = o.interactive ? relayInput(sock, { tty: !!o.tty }) : undefined;
+        if (!o.interactive) sock.write(Buffer.from([2, 0, 0, 0, 0])); // close stdin
+        const code = await relayOutput(sock);
+        restore?.();
+        done(code ?? 255);
+      },
+    );
 
   c.command('stats')
     .description("Show containers' resource usage from their cgroups")
@@ -375,7 +431,9 @@ export function containerCommands(getClient: GetClient, done: (code: number) => 
     .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'))
     .action(async (refs: string[], o: { stream: boolean; format: string }) => {
       const client = getClient();
-      const ids = refs.length ? refs : (await client.request<ContainerView[]>('GET', '/containers/json')).map((x) => x.Id);
+      const ids = refs.length
+        ? refs
+        : (await client.request<ContainerView[]>('GET', '/containers/json')).map((x) => x.Id);
       const latest = new Map<string, Record<string, number | string>>();
       const print = () => {
         if (o.format === 'json') {
@@ -403,7 +461,9 @@ export function containerCommands(getClient: GetClient, done: (code: number) => 
       };
       await Promise.all(
         ids.map(async (id) => {
-          const res = await client.stream('GET', `/containers/${enc(id)}/stats`, { query: { stream: o.stream ? 1 : 0 } });
+          const res = await client.stream('GET', `/containers/${enc(id)}/stats`, {
+            query: { stream: o.stream ? 1 : 0 },
+          });
           let buf = '';
           res.setEncoding('utf8');
           for await (const chunk of res) {

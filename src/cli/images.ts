@@ -20,16 +20,22 @@ export function imageCommands(getClient: () => Client): Command {
     .option('-i, --input <file>', 'read from this file instead of STDIN')
     .option('-q, --quiet', 'print only the image ids')
     .action(async (o: { input?: string; quiet?: boolean }) => {
-      if (!o.input && process.stdin.isTTY) throw invalid('image load needs an archive: use -i FILE or pipe one to STDIN');
+      if (!o.input && process.stdin.isTTY)
+        throw invalid('image load needs an archive: use -i FILE or pipe one to STDIN');
       if (o.input) {
         const st = await fs.stat(o.input).catch(() => undefined);
         if (!st?.isFile()) throw invalid(`cannot read ${o.input}: no such file`);
       }
       const upload = o.input ? createReadStream(o.input) : process.stdin;
-      const loaded = await getClient().request<Array<{ Id: string; RepoTags: string[] }>>('POST', '/images/load', { upload });
+      const loaded = await getClient().request<Array<{ Id: string; RepoTags: string[] }>>(
+        'POST',
+        '/images/load',
+        { upload },
+      );
       for (const img of loaded) {
         if (o.quiet) process.stdout.write(`${img.Id}\n`);
-        else if (img.RepoTags.length) for (const t of img.RepoTags) process.stdout.write(`Loaded image: ${t}\n`);
+        else if (img.RepoTags.length)
+          for (const t of img.RepoTags) process.stdout.write(`Loaded image: ${t}\n`);
         else process.stdout.write(`Loaded image ID: ${img.Id}\n`);
       }
     });
@@ -47,7 +53,13 @@ export function imageCommands(getClient: () => Client): Command {
         const tags = i.repoTags.length ? i.repoTags : ['<none>:<none>'];
         for (const t of tags) {
           const at = t.lastIndexOf(':');
-          rows.push([t.slice(0, at), t.slice(at + 1), i.id.slice(7, 19), i.created ? ago(i.created) : '', humanBytes(i.size)]);
+          rows.push([
+            t.slice(0, at),
+            t.slice(at + 1),
+            i.id.slice(7, 19),
+            i.created ? ago(i.created) : '',
+            humanBytes(i.size),
+          ]);
         }
       }
       process.stdout.write(table(['REPOSITORY', 'TAG', 'IMAGE ID', 'CREATED', 'SIZE'], rows));
@@ -58,7 +70,8 @@ export function imageCommands(getClient: () => Client): Command {
     .argument('<image...>')
     .action(async (refs: string[]) => {
       const out = [];
-      for (const ref of refs) out.push(await getClient().request('GET', '/images/inspect', { query: { ref } }));
+      for (const ref of refs)
+        out.push(await getClient().request('GET', '/images/inspect', { query: { ref } }));
       process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
     });
 
@@ -67,7 +80,9 @@ export function imageCommands(getClient: () => Client): Command {
     .argument('<image...>')
     .action(async (refs: string[]) => {
       for (const ref of refs) {
-        const r = await getClient().request<{ untagged: string[]; deleted: string[] }>('DELETE', '/images', { query: { ref } });
+        const r = await getClient().request<{ untagged: string[]; deleted: string[] }>('DELETE', '/images', {
+          query: { ref },
+        });
         for (const u of r.untagged) process.stdout.write(`Untagged: ${u}\n`);
         for (const d of r.deleted) process.stdout.write(`Deleted: ${d}\n`);
       }
@@ -86,7 +101,8 @@ export function imageCommands(getClient: () => Client): Command {
     .argument('<image...>')
     .option('-o, --output <file>', 'write to this file instead of STDOUT')
     .action(async (refs: string[], o: { output?: string }) => {
-      if (!o.output && process.stdout.isTTY) throw invalid('refusing to write an archive to a terminal: use -o FILE or redirect');
+      if (!o.output && process.stdout.isTTY)
+        throw invalid('refusing to write an archive to a terminal: use -o FILE or redirect');
       const res = await getClient().stream('GET', '/images/save', { query: { ref: refs } });
       if (o.output) {
         const tmp = `${o.output}.partial`;

@@ -1,10 +1,10 @@
 import { Command, CommanderError } from 'commander';
 import { Client, DEFAULT_SOCKET, parseTarget } from '../api/client.js';
 import { TsswarmError } from '../api/errors.js';
+import { startDaemon } from '../daemon/server.js';
 import { cleanupPrefix, TEST_PREFIX } from '../engine/cleanup.js';
 import { DEFAULT_DATA_ROOT } from '../engine/engine.js';
 import { VERSION } from '../version.js';
-import { startDaemon } from '../daemon/server.js';
 import { containerCommands } from './containers.js';
 import { imageCommands } from './images.js';
 
@@ -14,8 +14,14 @@ function buildProgram(done: (code: number) => void): Command {
   const program = new Command('tsswarm')
     .description('tsswarm: a declarative multi-container orchestrator with its own container engine')
     .version(VERSION, '-v, --version')
-    .option('-H, --host <url>', `daemon to talk to: unix:///path or tcp://HOST:PORT (env TSSWARM_HOST; default unix://${DEFAULT_SOCKET})`)
-    .option('--tls-dir <dir>', 'directory with ca.pem, cert.pem, key.pem for a TLS daemon (env TSSWARM_CERT_PATH)')
+    .option(
+      '-H, --host <url>',
+      `daemon to talk to: unix:///path or tcp://HOST:PORT (env TSSWARM_HOST; default unix://${DEFAULT_SOCKET})`,
+    )
+    .option(
+      '--tls-dir <dir>',
+      'directory with ca.pem, cert.pem, key.pem for a TLS daemon (env TSSWARM_CERT_PATH)',
+    )
     .enablePositionalOptions()
     .showHelpAfterError('(run with --help for usage)');
 
@@ -35,40 +41,59 @@ function buildProgram(done: (code: number) => void): Command {
     .option('--data-root <dir>', 'where images, containers and state live', DEFAULT_DATA_ROOT)
     .option('--socket <path>', 'unix socket to serve the API on', DEFAULT_SOCKET)
     .option('--cgroup-parent <name>', 'parent cgroup of every container', 'tsswarm')
-    .option('--listen <tcp://ADDR:PORT>', 'also serve remote clients (TLS with client certificates required unless loopback)')
+    .option(
+      '--listen <tcp://ADDR:PORT>',
+      'also serve remote clients (TLS with client certificates required unless loopback)',
+    )
     .option('--tlscert <file>', 'server certificate for --listen')
     .option('--tlskey <file>', 'server key for --listen')
     .option('--tlscacert <file>', 'CA that client certificates must be signed by')
-    .action(async (o: { dataRoot: string; socket: string; cgroupParent: string; listen?: string; tlscert?: string; tlskey?: string; tlscacert?: string }) => {
-      keepRunning = true;
-      const log = (m: string) => process.stderr.write(`${new Date().toISOString()} ${m}\n`);
-      const d = await startDaemon({
-        dataRoot: o.dataRoot,
-        socket: o.socket,
-        cgroupParent: o.cgroupParent,
-        listen: o.listen,
-        tlsCert: o.tlscert,
-        tlsKey: o.tlskey,
-        tlsCaCert: o.tlscacert,
-        log,
-      });
-      const stop = async (sig: string) => {
-        log(`${sig}: shutting down; containers keep running and are re-adopted at the next start`);
-        await d.close();
-        process.exit(0);
-      };
-      process.on('SIGTERM', () => void stop('SIGTERM'));
-      process.on('SIGINT', () => void stop('SIGINT'));
-    });
+    .action(
+      async (o: {
+        dataRoot: string;
+        socket: string;
+        cgroupParent: string;
+        listen?: string;
+        tlscert?: string;
+        tlskey?: string;
+        tlscacert?: string;
+      }) => {
+        keepRunning = true;
+        const log = (m: string) => process.stderr.write(`${new Date().toISOString()} ${m}\n`);
+        const d = await startDaemon({
+          dataRoot: o.dataRoot,
+          socket: o.socket,
+          cgroupParent: o.cgroupParent,
+          listen: o.listen,
+          tlsCert: o.tlscert,
+          tlsKey: o.tlskey,
+          tlsCaCert: o.tlscacert,
+          log,
+        });
+        const stop = async (sig: string) => {
+          log(`${sig}: shutting down; containers keep running and are re-adopted at the next start`);
+          await d.close();
+          process.exit(0);
+        };
+        process.on('SIGTERM', () => void stop('SIGTERM'));
+        process.on('SIGINT', () => void stop('SIGINT'));
+      },
+    );
 
   program
     .command('cleanup')
-    .description('Remove leftovers (processes, mounts, cgroups, namespaces, links, directories) of crashed runs')
+    .description(
+      'Remove leftovers (processes, mounts, cgroups, namespaces, links, directories) of crashed runs',
+    )
     .option('--all-test-runs', `everything named ${TEST_PREFIX}*`)
     .option('--prefix <prefix>', 'everything named with this prefix')
     .action(async (o: { allTestRuns?: boolean; prefix?: string }) => {
       const prefix = o.prefix ?? (o.allTestRuns ? TEST_PREFIX : undefined);
-      if (!prefix) throw new TsswarmError('invalid_argument', 'say what to clean up: --all-test-runs or --prefix PREFIX');
+      if (!prefix)
+        throw new TsswarmError(
+          'invalid_argument',
+          'say what to clean up: --all-test-runs or --prefix PREFIX',
+        );
       const r = await cleanupPrefix(prefix, { linkPrefix: o.allTestRuns ? 'tst' : undefined });
       const n = Object.values(r).reduce((a, v) => a + v.length, 0);
       process.stdout.write(n ? `removed: ${JSON.stringify(r)}\n` : 'nothing to clean up\n');

@@ -2,7 +2,16 @@ import t from 'tap';
 import { ago, humanBytes, table } from './render.js';
 
 t.test('table aligns columns', async (t) => {
-  t.equal(table(['A', 'LONGER'], [['xyz', '1'], ['q', '22']]), 'A     LONGER\nxyz   1\nq     22\n');
+  t.equal(
+    table(
+      ['A', 'LONGER'],
+      [
+        ['xyz', '1'],
+        ['q', '22'],
+      ],
+    ),
+    'A     LONGER\nxyz   1\nq     22\n',
+  );
 });
 
 t.test('human sizes and ages', async (t) => {

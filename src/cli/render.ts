@@ -6,7 +6,7 @@ export function table(headers: string[], rows: string[][]): string {
       .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]! + 3)))
       .join('')
       .trimEnd();
-  return [line(headers), ...rows.map(line)].join('\n') + '\n';
+  return `${[line(headers), ...rows.map(line)].join('\n')}\n`;
 }
 
 export function humanBytes(n: number): string {
@@ -23,6 +23,13 @@ export function humanBytes(n: number): string {
 /** "5 seconds ago", "3 minutes ago"... */
 export function ago(iso: string, now = Date.now()): string {
   const s = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
-  const [n, unit] = s < 60 ? [s, 'second'] : s < 3600 ? [Math.round(s / 60), 'minute'] : s < 86400 ? [Math.round(s / 3600), 'hour'] : [Math.round(s / 86400), 'day'];
+  const [n, unit] =
+    s < 60
+      ? [s, 'second']
+      : s < 3600
+        ? [Math.round(s / 60), 'minute']
+        : s < 86400
+          ? [Math.round(s / 3600), 'hour']
+          : [Math.round(s / 86400), 'day'];
   return `${n} ${unit}${n === 1 ? '' : 's'} ago`;
 }

@@ -55,7 +55,7 @@ export function relayInput(
   }
   let matched = 0;
   const onData = (d: Buffer) => {
-    if (opts.detachKeys && opts.detachKeys.length) {
+    if (opts.detachKeys?.length) {
       for (let i = 0; i < d.length; i++) {
         const b = d[i]!;
         matched = b === opts.detachKeys[matched] ? matched + 1 : b === opts.detachKeys[0] ? 1 : 0;

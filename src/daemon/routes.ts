@@ -1,13 +1,13 @@
 import { createWriteStream, promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import type { FastifyInstance } from 'fastify';
 import { invalid } from '../api/errors.js';
 import { encodeFrame, Frame } from '../api/frames.js';
-import type { Engine } from '../engine/engine.js';
-import { followLogs, openLiveLog, parseSince, readLogs, type LogEntry } from '../engine/containers/logs.js';
+import { followLogs, type LogEntry, openLiveLog, parseSince, readLogs } from '../engine/containers/logs.js';
 import type { ContainerCreateRequest, ContainerRecord } from '../engine/containers/types.js';
+import type { Engine } from '../engine/engine.js';
 import { VERSION } from '../version.js';
 
 type IdParams = { Params: { id: string } };
@@ -86,7 +86,9 @@ export function registerEngineRoutes(app: FastifyInstance, engine: Engine): void
     }
   });
   app.get('/images/json', async () => images.list());
-  app.get<{ Querystring: { ref: string } }>('/images/inspect', async (req) => images.resolve(req.query.ref ?? ''));
+  app.get<{ Querystring: { ref: string } }>('/images/inspect', async (req) =>
+    images.resolve(req.query.ref ?? ''),
+  );
   app.post<{ Querystring: { ref: string; to: string } }>('/images/tag', async (req) => {
     await images.tag(req.query.ref ?? '', req.query.to ?? '');
     return {};
@@ -139,41 +141,46 @@ export function registerEngineRoutes(app: FastifyInstance, engine: Engine): void
     reply.code(204);
   });
 
-  app.get<IdParams & { Querystring: { follow?: string; tail?: string; since?: string; timestamps?: string } }>(
-    '/containers/:id/logs',
-    async (req, reply) => {
-      const rec = containers.get(req.params.id);
-      const q = { tail: intQuery(req.query.tail, 'tail'), since: req.query.since || undefined };
-      if (q.since !== undefined) parseSince(q.since); // refuse a bad value before streaming
-      const bundle = containers.bundle(rec.id);
-      const wantFollow = truthy(req.query.follow);
-      const release = wantFollow ? containers.hold(rec.id) : () => {};
-      try {
-        reply.hijack();
-        const raw = reply.raw;
-        raw.writeHead(200, { 'content-type': 'application/vnd.tsswarm.frames' });
-        raw.flushHeaders();
-        // following a created container (a foreground `run`) starts with its start
-        if (wantFollow && rec.state.status === 'created') await containers.waitStarted(rec.id);
-        const follow = wantFollow && rec.state.status === 'running';
-        // open the live file first: what is read and what is followed then meet exactly
-        const live = follow ? await openLiveLog(bundle) : undefined;
-        const entries = await readLogs(bundle, q, live);
-        const ts = truthy(req.query.timestamps);
-        const frame = (e: LogEntry) =>
-          encodeFrame(e.stream === 'stderr' ? Frame.stderr : Frame.stdout, ts ? `${e.time} ${e.line}` : e.line);
-        for (const e of entries) raw.write(frame(e));
-        if (follow) {
-          const ac = new AbortController();
-          raw.on('close', () => ac.abort());
-          await followLogs(bundle, (e) => raw.write(frame(e)), () => rec.state.status !== 'running', ac.signal, live);
-        }
-        raw.end();
-      } finally {
-        release();
+  app.get<
+    IdParams & { Querystring: { follow?: string; tail?: string; since?: string; timestamps?: string } }
+  >('/containers/:id/logs', async (req, reply) => {
+    const rec = containers.get(req.params.id);
+    const q = { tail: intQuery(req.query.tail, 'tail'), since: req.query.since || undefined };
+    if (q.since !== undefined) parseSince(q.since); // refuse a bad value before streaming
+    const bundle = containers.bundle(rec.id);
+    const wantFollow = truthy(req.query.follow);
+    const release = wantFollow ? containers.hold(rec.id) : () => {};
+    try {
+      reply.hijack();
+      const raw = reply.raw;
+      raw.writeHead(200, { 'content-type': 'application/vnd.tsswarm.frames' });
+      raw.flushHeaders();
+      // following a created container (a foreground `run`) starts with its start
+      if (wantFollow && rec.state.status === 'created') await containers.waitStarted(rec.id);
+      const follow = wantFollow && rec.state.status === 'running';
+      // open the live file first: what is read and what is followed then meet exactly
+      const live = follow ? await openLiveLog(bundle) : undefined;
+      const entries = await readLogs(bundle, q, live);
+      const ts = truthy(req.query.timestamps);
+      const frame = (e: LogEntry) =>
+        encodeFrame(e.stream === 'stderr' ? Frame.stderr : Frame.stdout, ts ? `${e.time} ${e.line}` : e.line);
+      for (const e of entries) raw.write(frame(e));
+      if (follow) {
+        const ac = new AbortController();
+        raw.on('close', () => ac.abort());
+        await followLogs(
+          bundle,
+          (e) => raw.write(frame(e)),
+          () => rec.state.status !== 'running',
+          ac.signal,
+          live,
+        );
       }
-    },
-  );
+      raw.end();
+    } finally {
+      release();
+    }
+  });
 
   app.get<IdParams & { Querystring: { stream?: string } }>('/containers/:id/stats', async (req, reply) => {
     const rec = containers.get(req.params.id);
@@ -192,11 +199,13 @@ export function registerEngineRoutes(app: FastifyInstance, engine: Engine): void
       if (closed || rec.state.status !== 'running') break;
       const cur = await sample().catch(() => undefined);
       if (!cur) break;
-      const cpuPercent = ((cur.stats.cpuUsageNs - prev.stats.cpuUsageNs) / 1e6 / Math.max(1, cur.at - prev.at)) * 100;
-      raw.write(`${JSON.stringify({ id: rec.id, name: rec.name, read: new Date(cur.at).toISOString(), cpuPercent, ...cur.stats })}\n`);
+      const cpuPercent =
+        ((cur.stats.cpuUsageNs - prev.stats.cpuUsageNs) / 1e6 / Math.max(1, cur.at - prev.at)) * 100;
+      raw.write(
+        `${JSON.stringify({ id: rec.id, name: rec.name, read: new Date(cur.at).toISOString(), cpuPercent, ...cur.stats })}\n`,
+      );
       prev = cur;
     } while (stream && !closed);
     raw.end();
   });
 }
-

@@ -39,7 +39,9 @@ function buildApp(engine: Engine, tls?: { cert: Buffer; key: Buffer; ca: Buffer 
   const app = Fastify({
     logger: false,
     bodyLimit: 4 * 1024 * 1024,
-    ...(tls ? { https: { cert: tls.cert, key: tls.key, ca: tls.ca, requestCert: true, rejectUnauthorized: true } } : {}),
+    ...(tls
+      ? { https: { cert: tls.cert, key: tls.key, ca: tls.ca, requestCert: true, rejectUnauthorized: true } }
+      : {}),
   }) as unknown as FastifyInstance;
   app.setErrorHandler((err, _req, reply) => {
     if (err instanceof TsswarmError) return reply.code(err.httpStatus).send(err.toJSON());
@@ -75,7 +77,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       if (!opts.tlsCert || !opts.tlsKey || !opts.tlsCaCert) {
         throw invalid('TLS needs all of --tlscert, --tlskey and --tlscacert');
       }
-      tls = { cert: readFileSync(opts.tlsCert), key: readFileSync(opts.tlsKey), ca: readFileSync(opts.tlsCaCert) };
+      tls = {
+        cert: readFileSync(opts.tlsCert),
+        key: readFileSync(opts.tlsKey),
+        ca: readFileSync(opts.tlsCaCert),
+      };
     } else if (!tcp.loopback) {
       throw invalid(
         `refusing to listen on ${opts.listen} without TLS: anyone who can reach it would control this host. ` +
@@ -84,7 +90,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     }
   }
   if (existsSync(opts.socket)) {
-    if (await socketInUse(opts.socket)) throw precondition(`another daemon is already serving ${opts.socket}`);
+    if (await socketInUse(opts.socket))
+      throw precondition(`another daemon is already serving ${opts.socket}`);
     await fs.rm(opts.socket, { force: true });
   }
   await fs.mkdir(dirname(opts.socket), { recursive: true });
@@ -101,7 +108,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     remote = buildApp(engine, tls);
     await remote.listen({ host: tcp.host, port: tcp.port });
   }
-  opts.log?.(`tsswarm daemon serving unix://${opts.socket}${opts.listen ? ` and ${opts.listen}${tls ? ' (TLS)' : ''}` : ''}`);
+  opts.log?.(
+    `tsswarm daemon serving unix://${opts.socket}${opts.listen ? ` and ${opts.listen}${tls ? ' (TLS)' : ''}` : ''}`,
+  );
   return {
     engine,
     async close() {

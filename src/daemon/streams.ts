@@ -2,9 +2,9 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { TsswarmError } from '../api/errors.js';
 import { encodeFrame, exitFrame, Frame, FrameDecoder } from '../api/frames.js';
-import type { Engine } from '../engine/engine.js';
 import type { ExecRequest } from '../engine/containers/manager.js';
 import { signalNumber } from '../engine/containers/signals.js';
+import type { Engine } from '../engine/engine.js';
 
 const ROUTE = /^\/containers\/([^/?]+)\/(attach|exec)(\?.*)?$/;
 
@@ -22,15 +22,23 @@ function refuse(socket: Duplex, err: unknown): void {
  * (the request in the x-tsswarm-exec header, base64 JSON) runs a process and relays its
  * stdio as frames, ending with an exit frame.
  */
-export async function handleUpgrade(engine: Engine, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+export async function handleUpgrade(
+  engine: Engine,
+  req: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+): Promise<void> {
   const m = ROUTE.exec(req.url ?? '');
-  if (!m || req.method !== 'POST') return refuse(socket, new TsswarmError('not_found', `no such stream endpoint: ${req.url}`));
+  if (!m || req.method !== 'POST')
+    return refuse(socket, new TsswarmError('not_found', `no such stream endpoint: ${req.url}`));
   const [, id, kind] = m;
   socket.on('error', () => {});
   try {
     if (kind === 'attach') {
       const shim = await engine.containers.attach(decodeURIComponent(id!));
-      socket.write('HTTP/1.1 101 Switching Protocols\r\nupgrade: tsswarm-stream\r\nconnection: Upgrade\r\n\r\n');
+      socket.write(
+        'HTTP/1.1 101 Switching Protocols\r\nupgrade: tsswarm-stream\r\nconnection: Upgrade\r\n\r\n',
+      );
       if (head.length) shim.write(head);
       socket.pipe(shim);
       shim.pipe(socket);
@@ -47,7 +55,9 @@ export async function handleUpgrade(engine: Engine, req: IncomingMessage, socket
       throw new TsswarmError('invalid_argument', 'exec request header is missing or not valid JSON');
     }
     const child = await engine.containers.exec(decodeURIComponent(id!), request);
-    socket.write('HTTP/1.1 101 Switching Protocols\r\nupgrade: tsswarm-stream\r\nconnection: Upgrade\r\n\r\n');
+    socket.write(
+      'HTTP/1.1 101 Switching Protocols\r\nupgrade: tsswarm-stream\r\nconnection: Upgrade\r\n\r\n',
+    );
     const decoder = new FrameDecoder();
     const control = child.stdio[3] as NodeJS.WritableStream | null;
     const onInput = (chunk: Buffer) => {

@@ -74,9 +74,20 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * their cgroups and command lines), mounts, cgroups, network namespaces and links,
  * loop devices and directories under tmpRoot. Safe to run when nothing is left.
  */
-export async function cleanupPrefix(prefix: string, opts: { tmpRoot?: string; linkPrefix?: string } = {}): Promise<CleanupReport> {
+export async function cleanupPrefix(
+  prefix: string,
+  opts: { tmpRoot?: string; linkPrefix?: string } = {},
+): Promise<CleanupReport> {
   if (prefix.length < 4) throw new Error(`refusing to clean up with the short prefix "${prefix}"`);
-  const report: CleanupReport = { processes: [], mounts: [], cgroups: [], netns: [], links: [], loopDevices: [], dirs: [] };
+  const report: CleanupReport = {
+    processes: [],
+    mounts: [],
+    cgroups: [],
+    netns: [],
+    links: [],
+    loopDevices: [],
+    dirs: [],
+  };
   const tmpRoot = opts.tmpRoot ?? '/tmp';
 
   const cgDirs = await cgroupDirs(prefix);
@@ -106,7 +117,10 @@ export async function cleanupPrefix(prefix: string, opts: { tmpRoot?: string; li
   for (const line of ns.split('\n')) {
     const name = line.split(' ')[0];
     if (name?.startsWith(prefix)) {
-      await run('ip', ['netns', 'delete', name]).then(() => report.netns.push(name), () => {});
+      await run('ip', ['netns', 'delete', name]).then(
+        () => report.netns.push(name),
+        () => {},
+      );
     }
   }
   if (opts.linkPrefix) {
@@ -114,7 +128,10 @@ export async function cleanupPrefix(prefix: string, opts: { tmpRoot?: string; li
     for (const line of links.split('\n')) {
       const name = line.split(': ')[1]?.split('@')[0];
       if (name?.startsWith(opts.linkPrefix)) {
-        await run('ip', ['link', 'delete', name]).then(() => report.links.push(name), () => {});
+        await run('ip', ['link', 'delete', name]).then(
+          () => report.links.push(name),
+          () => {},
+        );
       }
     }
   }
@@ -123,7 +140,10 @@ export async function cleanupPrefix(prefix: string, opts: { tmpRoot?: string; li
   for (const line of loops.split('\n')) {
     if (!line.includes(prefix)) continue;
     const dev = line.split(':')[0]!;
-    await run('losetup', ['-d', dev]).then(() => report.loopDevices.push(dev), () => {});
+    await run('losetup', ['-d', dev]).then(
+      () => report.loopDevices.push(dev),
+      () => {},
+    );
   }
 
   for (const dir of await cgroupDirs(prefix)) {
@@ -142,7 +162,10 @@ export async function cleanupPrefix(prefix: string, opts: { tmpRoot?: string; li
   for (const name of await fs.readdir(tmpRoot).catch(() => [] as string[])) {
     if (!name.startsWith(prefix)) continue;
     const p = join(tmpRoot, name);
-    await fs.rm(p, { recursive: true, force: true }).then(() => report.dirs.push(p), () => {});
+    await fs.rm(p, { recursive: true, force: true }).then(
+      () => report.dirs.push(p),
+      () => {},
+    );
   }
   return report;
 }

@@ -1,5 +1,4 @@
-import { existsSync } from 'node:fs';
-import { promises as fs } from 'node:fs';
+import { existsSync, promises as fs } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TsswarmError } from '../api/errors.js';

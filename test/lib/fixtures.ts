@@ -1,6 +1,6 @@
 import { join } from 'node:path';
-import { BASE_CONFIG, baseFiles, buildLayer, buildTestImages, makeImage } from './images.js';
 import type { TestDaemon } from './harness.js';
+import { BASE_CONFIG, baseFiles, buildLayer, buildTestImages, makeImage } from './images.js';
 
 /**
  * Loads the test images into a daemon, built at test time from busybox-static:

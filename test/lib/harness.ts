@@ -33,7 +33,10 @@ export interface TestDaemon {
   client: Client;
   pid: number;
   /** Runs the tsswarm CLI against this daemon. */
-  cli(args: string[], opts?: { input?: string | Buffer; env?: Record<string, string>; timeoutMs?: number }): Promise<CliResult>;
+  cli(
+    args: string[],
+    opts?: { input?: string | Buffer; env?: Record<string, string>; timeoutMs?: number },
+  ): Promise<CliResult>;
   /** Kills the daemon process (containers keep running). */
   kill(signal?: NodeJS.Signals): Promise<void>;
   /** Starts the daemon again on the same data root. */
@@ -42,7 +45,10 @@ export interface TestDaemon {
   leftovers(): Promise<string[]>;
 }
 
-export function runCli(args: string[], opts: { input?: string | Buffer; env?: Record<string, string>; timeoutMs?: number } = {}): Promise<CliResult> {
+export function runCli(
+  args: string[],
+  opts: { input?: string | Buffer; env?: Record<string, string>; timeoutMs?: number } = {},
+): Promise<CliResult> {
   return new Promise((resolvePromise) => {
     const child = spawn(process.execPath, [CLI, ...args], {
       env: { ...process.env, ...(opts.env ?? {}) },
@@ -67,7 +73,13 @@ async function waitForSocket(path: string, child: ChildProcess, log: () => strin
     if (child.exitCode !== null) throw new Error(`daemon exited early (${child.exitCode}): ${log()}`);
     if (existsSync(path)) {
       const c = new Client({ url: `unix://${path}`, socketPath: path });
-      if (await c.request('GET', '/_ping').then(() => true, () => false)) return;
+      if (
+        await c.request('GET', '/_ping').then(
+          () => true,
+          () => false,
+        )
+      )
+        return;
     }
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -122,7 +134,12 @@ export async function startTestDaemon(t: Teardown, extraArgs: string[] = []): Pr
       const found: string[] = [];
       const containers = await fs.readdir(join(dataRoot, 'containers')).catch(() => [] as string[]);
       for (const c of containers) found.push(`bundle ${c}`);
-      for (const root of ['/sys/fs/cgroup/memory', '/sys/fs/cgroup/pids', '/sys/fs/cgroup/cpu', '/sys/fs/cgroup/unified']) {
+      for (const root of [
+        '/sys/fs/cgroup/memory',
+        '/sys/fs/cgroup/pids',
+        '/sys/fs/cgroup/cpu',
+        '/sys/fs/cgroup/unified',
+      ]) {
         const kids = await fs.readdir(join(root, prefix), { withFileTypes: true }).catch(() => []);
         for (const k of kids) if (k.isDirectory()) found.push(`cgroup ${root}/${prefix}/${k.name}`);
       }

@@ -44,9 +44,11 @@ export function mergeEnv(...lists: string[][]): string[] {
 /** Parses `--userns CONTAINER_ID:HOST_ID:SIZE`. */
 export function parseUserns(spec: string): { containerId: number; hostId: number; size: number } {
   const m = /^(\d+):(\d+):(\d+)$/.exec(spec);
-  if (!m) throw invalid(`invalid --userns "${spec}": expected CONTAINER_ID:HOST_ID:SIZE, e.g. 0:100000:65536`);
+  if (!m)
+    throw invalid(`invalid --userns "${spec}": expected CONTAINER_ID:HOST_ID:SIZE, e.g. 0:100000:65536`);
   const [containerId, hostId, size] = [Number(m[1]), Number(m[2]), Number(m[3])];
   if (size < 1) throw invalid(`invalid --userns "${spec}": size must be at least 1`);
-  if (hostId + size > 2 ** 32 - 1) throw invalid(`invalid --userns "${spec}": host range exceeds the uid space`);
+  if (hostId + size > 2 ** 32 - 1)
+    throw invalid(`invalid --userns "${spec}": host range exceeds the uid space`);
   return { containerId, hostId, size };
 }

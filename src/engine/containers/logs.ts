@@ -26,7 +26,8 @@ export function parseSince(since: string, now = Date.now()): number {
     return now - Number(rel[1]) * unit;
   }
   const t = Date.parse(since);
-  if (Number.isNaN(t)) throw invalid(`invalid --since "${since}": use an RFC 3339 time, Unix seconds or a duration like 10m`);
+  if (Number.isNaN(t))
+    throw invalid(`invalid --since "${since}": use an RFC 3339 time, Unix seconds or a duration like 10m`);
   return t;
 }
 

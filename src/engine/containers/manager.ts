@@ -1,20 +1,20 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { promises as fs, openSync, closeSync, readFileSync } from 'node:fs';
+import { closeSync, promises as fs, openSync, readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join, relative } from 'node:path';
 import { conflict, invalid, notFound, TsswarmError } from '../../api/errors.js';
+import { parseBytes, resolveLimits } from '../cgroups/limits.js';
 import type { CgroupDriver, CgroupStats } from '../cgroups/types.js';
+import { atomicWriteJson } from '../fsutil.js';
+import { hostInfo } from '../host.js';
 import type { ImageStore } from '../images/store.js';
 import { resolveCapabilities } from './capabilities.js';
 import { mergeEnv, parseUserns, resolveCommand } from './command.js';
-import { parseBytes, resolveLimits } from '../cgroups/limits.js';
-import { hostInfo } from '../host.js';
 import { generateName, newContainerId, validateName } from './naming.js';
 import { type Directive, MASKED_PATHS, READONLY_PATHS, renderSpec } from './shimSpec.js';
 import { signalNumber } from './signals.js';
 import type { ContainerConfig, ContainerCreateRequest, ContainerRecord, ContainerState } from './types.js';
-import { atomicWriteJson } from '../fsutil.js';
 
 export interface ContainerManagerOptions {
   dataRoot: string;
@@ -70,7 +70,8 @@ export class ContainerManager {
     const abs = join(this.bundle(id), 'ctl.sock');
     if (abs.length < 100) return abs;
     const rel = relative(process.cwd(), abs);
-    if (rel.length >= 100) throw new TsswarmError('internal', `the data root path is too long for unix sockets: ${abs}`);
+    if (rel.length >= 100)
+      throw new TsswarmError('internal', `the data root path is too long for unix sockets: ${abs}`);
     return rel;
   }
 
@@ -140,7 +141,9 @@ export class ContainerManager {
     const image = this.opts.images.resolve(req.image);
     const name = req.name ? validateName(req.name) : generateName((n) => this.nameTaken(n));
     if (this.nameTaken(name)) {
-      throw conflict(`the container name "${name}" is already in use; remove that container or choose another name`);
+      throw conflict(
+        `the container name "${name}" is already in use; remove that container or choose another name`,
+      );
     }
     const id = newContainerId();
     const { path, args } = resolveCommand(image.config, { entrypoint: req.entrypoint, cmd: req.cmd });
@@ -155,10 +158,12 @@ export class ContainerManager {
     );
     const logOpts = req.logOpts ?? {};
     for (const k of Object.keys(logOpts)) {
-      if (k !== 'max-size' && k !== 'max-file') throw invalid(`unknown log option "${k}": use max-size or max-file`);
+      if (k !== 'max-size' && k !== 'max-file')
+        throw invalid(`unknown log option "${k}": use max-size or max-file`);
     }
     const maxFiles = logOpts['max-file'] !== undefined ? Number(logOpts['max-file']) : DEFAULT_LOG_MAX_FILES;
-    if (!Number.isInteger(maxFiles) || maxFiles < 1) throw invalid(`invalid max-file "${logOpts['max-file']}": a whole number ≥ 1`);
+    if (!Number.isInteger(maxFiles) || maxFiles < 1)
+      throw invalid(`invalid max-file "${logOpts['max-file']}": a whole number ≥ 1`);
     const config: ContainerConfig = {
       image: req.image,
       imageId: image.id,
@@ -182,7 +187,8 @@ export class ContainerManager {
       logMaxFiles: maxFiles,
       limits,
     };
-    if (!config.workingDir.startsWith('/')) throw invalid(`the working directory "${config.workingDir}" is not absolute`);
+    if (!config.workingDir.startsWith('/'))
+      throw invalid(`the working directory "${config.workingDir}" is not absolute`);
     signalNumber(config.stopSignal);
     const created = new Date().toISOString();
     const record: ContainerRecord = {
@@ -229,7 +235,8 @@ export class ContainerManager {
       await fs.writeFile(join(dir, 'hostname'), `${cfg.hostname}\n`);
       // bind targets exist before the container starts: a user-namespaced root could not create them
       await fs.mkdir(join(dir, 'upper', 'etc'), { recursive: true });
-      for (const f of ['hostname', 'hosts']) await fs.writeFile(join(dir, 'upper', 'etc', f), '', { flag: 'a' });
+      for (const f of ['hostname', 'hosts'])
+        await fs.writeFile(join(dir, 'upper', 'etc', f), '', { flag: 'a' });
       await fs.writeFile(
         join(dir, 'hosts'),
         `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${cfg.hostname}\n`,
@@ -255,7 +262,11 @@ export class ContainerManager {
       ];
       if (cfg.userns) {
         const m = cfg.userns;
-        spec.push(['ns', 'user'], ['uidmap', m.containerId, m.hostId, m.size], ['gidmap', m.containerId, m.hostId, m.size]);
+        spec.push(
+          ['ns', 'user'],
+          ['uidmap', m.containerId, m.hostId, m.size],
+          ['gidmap', m.containerId, m.hostId, m.size],
+        );
       }
       if (cfg.tty) spec.push(['tty', 1]);
       if (cfg.openStdin) spec.push(['stdin', 1]);
@@ -294,7 +305,13 @@ export class ContainerManager {
     }
   }
 
-  private processDirectives(cfg: ContainerConfig, env: string[], cwd: string, user: string, argv: string[]): Directive[] {
+  private processDirectives(
+    cfg: ContainerConfig,
+    env: string[],
+    cwd: string,
+    user: string,
+    argv: string[],
+  ): Directive[] {
     return [
       ...env.map((e): Directive => ['env', e]),
       ['cwd', cwd],
@@ -309,7 +326,10 @@ export class ContainerManager {
     const errFd = openSync(join(dir, 'shim.log'), 'a');
     let child: ChildProcess;
     try {
-      child = spawn(this.opts.shimPath, ['run', specPath], { detached: true, stdio: ['ignore', 'pipe', errFd] });
+      child = spawn(this.opts.shimPath, ['run', specPath], {
+        detached: true,
+        stdio: ['ignore', 'pipe', errFd],
+      });
     } finally {
       closeSync(errFd);
     }
@@ -329,7 +349,8 @@ export class ContainerManager {
         else reject(startError(line.replace(/^err /, '')));
       });
       child.stdout!.on('end', () => {
-        if (!out.includes('\n')) fail(`the container helper exited without starting the container (see ${dir}/shim.log)`);
+        if (!out.includes('\n'))
+          fail(`the container helper exited without starting the container (see ${dir}/shim.log)`);
       });
     });
   }
@@ -375,7 +396,9 @@ export class ContainerManager {
     }
     const cgroup = this.opts.cgroups.open(this.cgroupName(rec.id));
     const oomKilled = (await cgroup.oomKillCount().catch(() => 0)) > 0;
-    await cgroup.destroy().catch((e: Error) => this.opts.log?.(`cgroup of ${rec.name} not removed: ${e.message}`));
+    await cgroup
+      .destroy()
+      .catch((e: Error) => this.opts.log?.(`cgroup of ${rec.name} not removed: ${e.message}`));
     rec.state = {
       ...rec.state,
       status: 'exited',
@@ -484,21 +507,25 @@ export class ContainerManager {
   /** Opens an attach stream (shim frames both ways) to a running container's main process. */
   attach(ref: string): Promise<Socket> {
     const rec = this.get(ref);
-    if (rec.state.status !== 'running') throw conflict(`cannot attach to container ${rec.name}: it is not running`);
+    if (rec.state.status !== 'running')
+      throw conflict(`cannot attach to container ${rec.name}: it is not running`);
     return new Promise((resolve, reject) => {
       const sock = connect(this.ctlPath(rec.id));
       sock.once('connect', () => {
         sock.write('A');
         resolve(sock);
       });
-      sock.once('error', (e) => reject(new TsswarmError('internal', `cannot attach to ${rec.name}: ${e.message}`)));
+      sock.once('error', (e) =>
+        reject(new TsswarmError('internal', `cannot attach to ${rec.name}: ${e.message}`)),
+      );
     });
   }
 
   /** Starts a new process in a running container; the caller owns the child's stdio. */
   async exec(ref: string, req: ExecRequest): Promise<ChildProcess> {
     const rec = this.get(ref);
-    if (rec.state.status !== 'running') throw conflict(`container ${rec.name} is not running: cannot exec in it`);
+    if (rec.state.status !== 'running')
+      throw conflict(`container ${rec.name} is not running: cannot exec in it`);
     if (!req.cmd || req.cmd.length === 0 || !req.cmd[0]) throw invalid('exec needs a command');
     const cfg = rec.config;
     const cgroup = this.opts.cgroups.open(this.cgroupName(rec.id));
