@@ -334,6 +334,19 @@ t.test('container lifecycle through the CLI', async (t) => {
     const table = await d.cli(['container', 'stats', '--no-stream', 'busy']);
     t.match(table.stdout, /CPU %\s+MEM USAGE \/ LIMIT/);
     t.match(table.stdout, /busy\s+\d+\.\d\d%\s+\S+ \/ 64\.0MiB/);
+    const stream = await d.client.stream('GET', '/containers/busy/stats', { query: { stream: 1 } });
+    const samples: Array<{ cpuUsageNs: number }> = [];
+    let buf = '';
+    for await (const chunk of stream) {
+      buf += chunk;
+      const lines = buf.split('\n');
+      buf = lines.pop() ?? '';
+      for (const l of lines) samples.push(JSON.parse(l));
+      if (samples.length >= 2) break;
+    }
+    stream.destroy();
+    t.equal(samples.length, 2, 'streaming stats send a sample a second');
+    t.ok(samples[1]!.cpuUsageNs > samples[0]!.cpuUsageNs, 'CPU time grows between samples');
     await d.cli(['container', 'rm', '-f', 'busy']);
   });
 
