@@ -1,8 +1,12 @@
-import { promises as fs } from 'node:fs';
+import { renameSync, writeFileSync } from 'node:fs';
 
-/** Writes JSON to a temporary file beside `path` and renames it into place. */
+/**
+ * Writes JSON to a temporary file beside `path` and renames it into place. Synchronous:
+ * these are small state files on the container start/exit path, where a trip through the
+ * thread pool costs more than the write.
+ */
 export async function atomicWriteJson(path: string, value: unknown): Promise<void> {
-  const tmp = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
-  await fs.writeFile(tmp, `${JSON.stringify(value, null, 2)}\n`);
-  await fs.rename(tmp, path);
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, `${JSON.stringify(value, null, 2)}\n`);
+  renameSync(tmp, path);
 }

@@ -132,7 +132,13 @@ export async function startTestDaemon(t: Teardown, extraArgs: string[] = []): Pr
     restart: startChild,
     async leftovers() {
       const found: string[] = [];
-      const containers = await fs.readdir(join(dataRoot, 'containers')).catch(() => [] as string[]);
+      // a removed container's layer is deleted in the background: give it a moment
+      let containers: string[] = [];
+      for (let i = 0; i < 40; i++) {
+        containers = await fs.readdir(join(dataRoot, 'containers')).catch(() => [] as string[]);
+        if (!containers.some((c) => c.startsWith('.trash-'))) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
       for (const c of containers) found.push(`bundle ${c}`);
       for (const root of [
         '/sys/fs/cgroup/memory',

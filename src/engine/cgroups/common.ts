@@ -2,7 +2,17 @@
  * Helpers shared by the v1 and v2 drivers: /proc/self/mountinfo parsing (pure), cgroup
  * name validation (pure), and small filesystem primitives for cgroupfs.
  */
-import { promises as fsp, readFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  promises as fsp,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmdirSync,
+  writeSync,
+} from 'node:fs';
 import path from 'node:path';
 import { invalid, TsswarmError } from '../../api/errors.js';
 
@@ -105,7 +115,9 @@ const errCode = (e: unknown): string | undefined => (e as NodeJS.ErrnoException 
 /** Contents of a file, or undefined when it does not exist. */
 export async function readText(file: string): Promise<string | undefined> {
   try {
-    return await fsp.readFile(file, 'utf8');
+    // cgroup files are tiny kernel-generated text: a synchronous read is faster than a trip
+    // through the thread pool, and these are on the container start/stop path
+    return readFileSync(file, 'utf8');
   } catch (e) {
     if (errCode(e) === 'ENOENT' || errCode(e) === 'ENOTDIR') return undefined;
     throw e;
@@ -131,12 +143,7 @@ export function parseFlatKeyed(text: string | undefined): Map<string, number> {
 }
 
 export async function exists(p: string): Promise<boolean> {
-  try {
-    await fsp.access(p);
-    return true;
-  } catch {
-    return false;
-  }
+  return existsSync(p);
 }
 
 /**
@@ -145,17 +152,17 @@ export async function exists(p: string): Promise<boolean> {
  * a value the kernel rejects (EINVAL, ERANGE, EOVERFLOW) is an invalid_argument error.
  */
 export async function writeCgroupFile(cgroupName: string, file: string, value: string): Promise<void> {
-  let fh: fsp.FileHandle | undefined;
+  let fd: number | undefined;
   try {
-    fh = await fsp.open(file, 'r+');
-    await fh.write(value);
+    fd = openSync(file, 'r+');
+    writeSync(fd, value);
   } catch (e) {
     const code = errCode(e);
     const msg = `cgroup ${cgroupName}: cannot write "${value}" to ${file}: ${code ?? (e as Error).message}`;
     if (code === 'EINVAL' || code === 'ERANGE' || code === 'EOVERFLOW') throw invalid(msg, e);
     throw new TsswarmError('internal', msg, { cause: e });
   } finally {
-    await fh?.close();
+    if (fd !== undefined) closeSync(fd);
   }
 }
 
@@ -165,12 +172,17 @@ export async function mkdirLevels(
   name: string,
   created: string[],
   eachLevel?: (dir: string, isNew: boolean) => Promise<void>,
+  /** parent directories known to exist and be set up already: skipped */
+  known?: Set<string>,
 ): Promise<void> {
-  for (const rel of prefixes(name)) {
+  const levels = prefixes(name);
+  for (const [i, rel] of levels.entries()) {
     const dir = path.join(root, rel);
+    const isLeaf = i === levels.length - 1;
+    if (!isLeaf && known?.has(dir)) continue;
     let isNew = false;
     try {
-      await fsp.mkdir(dir);
+      mkdirSync(dir);
       created.push(dir);
       isNew = true;
     } catch (e) {
@@ -183,6 +195,7 @@ export async function mkdirLevels(
       }
     }
     if (eachLevel) await eachLevel(dir, isNew);
+    if (!isLeaf) known?.add(dir);
   }
 }
 
@@ -192,7 +205,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function rmdirTreeOnce(dir: string): Promise<boolean> {
   let entries: import('node:fs').Dirent[];
   try {
-    entries = await fsp.readdir(dir, { withFileTypes: true });
+    entries = readdirSync(dir, { withFileTypes: true });
   } catch (e) {
     if (errCode(e) === 'ENOENT') return true;
     throw e;
@@ -202,7 +215,7 @@ async function rmdirTreeOnce(dir: string): Promise<boolean> {
     if (ent.isDirectory()) ok = (await rmdirTreeOnce(path.join(dir, ent.name))) && ok;
   if (!ok) return false;
   try {
-    await fsp.rmdir(dir);
+    rmdirSync(dir);
     return true;
   } catch (e) {
     const code = errCode(e);

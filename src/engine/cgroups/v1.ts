@@ -280,8 +280,17 @@ export class CgroupV1Driver implements CgroupDriver {
     return this.hierarchies.find((h) => h.controllers.includes(controller))?.mountpoint;
   }
 
-  /** Probes the hierarchy roots for the optional files. */
-  async caps(): Promise<V1Caps> {
+  private capsCache?: Promise<V1Caps>;
+  /** parent cgroup directories already made (and cpuset-initialised) by this driver */
+  private readonly knownParents = new Set<string>();
+
+  /** Probes the hierarchy roots for the optional files (once: the kernel's files do not change). */
+  caps(): Promise<V1Caps> {
+    this.capsCache ??= this.probeCaps();
+    return this.capsCache;
+  }
+
+  private async probeCaps(): Promise<V1Caps> {
     const at = async (c: string, file: string) => {
       const m = this.mountOf(c);
       return m !== undefined && (await exists(path.join(m, file)));
@@ -308,13 +317,31 @@ export class CgroupV1Driver implements CgroupDriver {
   async create(name: string, limits: ResourceLimits): Promise<{ cgroup: Cgroup; warnings: string[] }> {
     checkName(name);
     const plan = planV1(limits, await this.caps());
+    try {
+      await this.createOnce(name, plan.writes);
+    } catch (e) {
+      // a parent removed behind our back (cleanup) makes the cache wrong: forget it, retry once
+      if (this.knownParents.size === 0) throw e;
+      this.knownParents.clear();
+      await this.createOnce(name, plan.writes);
+    }
+    return { cgroup: this.open(name), warnings: plan.warnings };
+  }
+
+  private async createOnce(name: string, writes: ReturnType<typeof planV1>['writes']): Promise<void> {
     const created: string[] = [];
     try {
       for (const h of this.hierarchies) {
         const isCpuset = h.controllers.includes('cpuset');
-        await mkdirLevels(h.mountpoint, name, created, isCpuset ? (dir) => initCpuset(name, dir) : undefined);
+        await mkdirLevels(
+          h.mountpoint,
+          name,
+          created,
+          isCpuset ? (dir) => initCpuset(name, dir) : undefined,
+          this.knownParents,
+        );
       }
-      for (const wr of plan.writes) {
+      for (const wr of writes) {
         const m = this.mountOf(wr.controller);
         if (m === undefined)
           throw new TsswarmError('internal', `cgroup ${name}: controller ${wr.controller} is not mounted`);
@@ -322,9 +349,9 @@ export class CgroupV1Driver implements CgroupDriver {
       }
     } catch (e) {
       await rollback(created);
+      this.knownParents.clear();
       throw e;
     }
-    return { cgroup: this.open(name), warnings: plan.warnings };
   }
 
   async list(parent: string): Promise<string[]> {

@@ -1,6 +1,14 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { closeSync, promises as fs, openSync, readFileSync } from 'node:fs';
+import {
+  closeSync,
+  promises as fs,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  writeFileSync,
+} from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join, relative } from 'node:path';
 import { conflict, invalid, notFound, TsswarmError } from '../../api/errors.js';
@@ -83,6 +91,10 @@ export class ContainerManager {
   async init(): Promise<void> {
     await fs.mkdir(this.root, { recursive: true });
     for (const id of await fs.readdir(this.root)) {
+      if (id.startsWith('.trash-')) {
+        await fs.rm(join(this.root, id), { recursive: true, force: true });
+        continue;
+      }
       const dir = this.bundle(id);
       try {
         const config = JSON.parse(await fs.readFile(join(dir, 'config.json'), 'utf8')) as ContainerConfig & {
@@ -228,19 +240,17 @@ export class ContainerManager {
     if (rec.state.status === 'removing') throw conflict(`container ${rec.name} is being removed`);
     const dir = this.bundle(rec.id);
     const cfg = rec.config;
-    // a fresh exit record per run
-    await fs.rm(join(dir, 'exit.json'), { force: true });
+    // (the shim removes a stale exit.json and init.pid itself)
     const { cgroup, warnings } = await this.opts.cgroups.create(this.cgroupName(rec.id), cfg.limits);
     try {
-      await fs.writeFile(join(dir, 'hostname'), `${cfg.hostname}\n`);
-      // bind targets exist before the container starts: a user-namespaced root could not create them
-      await fs.mkdir(join(dir, 'upper', 'etc'), { recursive: true });
-      for (const f of ['hostname', 'hosts'])
-        await fs.writeFile(join(dir, 'upper', 'etc', f), '', { flag: 'a' });
-      await fs.writeFile(
+      writeFileSync(join(dir, 'hostname'), `${cfg.hostname}\n`);
+      writeFileSync(
         join(dir, 'hosts'),
         `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${cfg.hostname}\n`,
       );
+      // bind targets exist before the container starts: a user-namespaced root could not create them
+      mkdirSync(join(dir, 'upper', 'etc'), { recursive: true });
+      for (const f of ['hostname', 'hosts']) writeFileSync(join(dir, 'upper', 'etc', f), '', { flag: 'a' });
       const spec: Directive[] = [
         ['id', rec.id],
         ['bundle', dir],
@@ -276,7 +286,7 @@ export class ContainerManager {
         await fs.chmod(dir, 0o711);
       }
       const specPath = join(dir, 'spec');
-      await fs.writeFile(specPath, renderSpec(spec));
+      writeFileSync(specPath, renderSpec(spec));
       const { pid, shimPid } = await this.spawnShim(dir, specPath);
       rec.state = {
         ...rec.state,
@@ -493,9 +503,16 @@ export class ContainerManager {
       await this.kill(rec.id, 'SIGKILL');
     }
     rec.state.status = 'removing';
-    await this.saveState(rec).catch(() => {});
-    await fs.rm(this.bundle(rec.id), { recursive: true, force: true });
+    // rename out of the way at once, delete the container layer in the background
+    const trash = join(this.root, `.trash-${rec.id}`);
+    try {
+      renameSync(this.bundle(rec.id), trash);
+    } catch {
+      await this.saveState(rec).catch(() => {});
+      await fs.rm(this.bundle(rec.id), { recursive: true, force: true });
+    }
     this.containers.delete(rec.id);
+    void fs.rm(trash, { recursive: true, force: true }).catch(() => {});
   }
 
   async stats(ref: string): Promise<CgroupStats> {

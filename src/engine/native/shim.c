@@ -191,7 +191,9 @@ static int write_file(const char *path, const char *data)
 	return 0;
 }
 
-/* write file atomically: PATH.tmp + rename */
+/* write file atomically: PATH.tmp + rename. No fsync: readers need atomicity, not
+ * durability across power loss (a restarted daemon re-derives state), and an fsync on
+ * the start and exit paths costs milliseconds. */
 static int write_file_atomic(const char *path, const char *data)
 {
 	char *tmp = xasprintf("%s.tmp", path);
@@ -200,7 +202,7 @@ static int write_file_atomic(const char *path, const char *data)
 		free(tmp);
 		return -1;
 	}
-	if (write_all(fd, data, strlen(data)) < 0 || fsync(fd) < 0) {
+	if (write_all(fd, data, strlen(data)) < 0) {
 		int e = errno;
 		close(fd);
 		unlink(tmp);
