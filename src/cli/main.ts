@@ -7,6 +7,7 @@ import { DEFAULT_DATA_ROOT } from '../engine/engine.js';
 import { VERSION } from '../version.js';
 import { containerCommands } from './containers.js';
 import { imageCommands } from './images.js';
+import { stackCommands } from './stack.js';
 
 let keepRunning = false;
 
@@ -34,6 +35,7 @@ function buildProgram(done: (code: number) => void): Command {
 
   program.addCommand(containerCommands(getClient, done));
   program.addCommand(imageCommands(getClient));
+  program.addCommand(stackCommands());
 
   program
     .command('daemon')
