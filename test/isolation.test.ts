@@ -192,10 +192,25 @@ t.test('namespaces isolate a container from the host and from another container'
     const st = await fs.stat(join(d.dataRoot, 'containers', m.Id, 'upper', 'tmp', 'made-inside'));
     t.equal(st.uid, 200000, 'files it creates belong to the mapped uid on the host');
     t.not(nsOf(m.State.Pid, 'user'), nsOf('self', 'user'), 'a user namespace of its own');
-    await d.cli(['container', 'run', '-d', '--name', 'mapped2', '--userns', '0:300000:65536', 'busybox:test', 'sleep', '300']);
+    await d.cli([
+      'container',
+      'run',
+      '-d',
+      '--name',
+      'mapped2',
+      '--userns',
+      '0:300000:65536',
+      'busybox:test',
+      'sleep',
+      '300',
+    ]);
     const m2 = await inspect(d, 'mapped2');
     t.not(nsOf(m2.State.Pid, 'user'), nsOf(m.State.Pid, 'user'), 'not shared with a second container');
-    t.match(await fs.readFile(`/proc/${m2.State.Pid}/uid_map`, 'utf8'), /^\s*0\s+300000\s+65536\s*$/, 'each with its own map');
+    t.match(
+      await fs.readFile(`/proc/${m2.State.Pid}/uid_map`, 'utf8'),
+      /^\s*0\s+300000\s+65536\s*$/,
+      'each with its own map',
+    );
     await d.cli(['container', 'rm', '-f', 'mapped2']);
     const noMap = await runOut(d, ['busybox:test', 'cat', '/proc/self/uid_map']);
     t.match(noMap, /^\s*0\s+0\s+4294967295/, 'without --userns the host user namespace is kept');
