@@ -5,6 +5,7 @@ import { startDaemon } from '../daemon/server.js';
 import { cleanupPrefix, TEST_PREFIX } from '../engine/cleanup.js';
 import { DEFAULT_DATA_ROOT } from '../engine/engine.js';
 import { VERSION } from '../version.js';
+import { nodeCommands, serviceCommands, swarmCommands } from './cluster.js';
 import { containerCommands } from './containers.js';
 import { imageCommands } from './images.js';
 import { stackCommands } from './stack.js';
@@ -35,6 +36,9 @@ function buildProgram(done: (code: number) => void): Command {
 
   program.addCommand(containerCommands(getClient, done));
   program.addCommand(imageCommands(getClient));
+  program.addCommand(swarmCommands(getClient));
+  program.addCommand(nodeCommands(getClient));
+  program.addCommand(serviceCommands(getClient));
   program.addCommand(stackCommands());
 
   program

@@ -4,6 +4,7 @@ import { dirname } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { invalid, precondition, TsswarmError } from '../api/errors.js';
 import { Engine } from '../engine/engine.js';
+import { registerClusterRoutes, SwarmHolder } from './clusterRoutes.js';
 import { registerEngineRoutes } from './routes.js';
 import { handleUpgrade } from './streams.js';
 
@@ -35,7 +36,11 @@ export function parseListen(listen: string): { host: string; port: number; loopb
   return { host, port, loopback };
 }
 
-function buildApp(engine: Engine, tls?: { cert: Buffer; key: Buffer; ca: Buffer }): FastifyInstance {
+function buildApp(
+  engine: Engine,
+  swarm: SwarmHolder,
+  tls?: { cert: Buffer; key: Buffer; ca: Buffer },
+): FastifyInstance {
   const app = Fastify({
     logger: false,
     bodyLimit: 4 * 1024 * 1024,
@@ -52,6 +57,7 @@ function buildApp(engine: Engine, tls?: { cert: Buffer; key: Buffer; ca: Buffer 
     return reply.code(500).send({ code: 'internal', message: e.message });
   });
   registerEngineRoutes(app, engine);
+  registerClusterRoutes(app, swarm, (m) => engine.opts.log?.(m));
   app.server.on('upgrade', (req, socket, head) => void handleUpgrade(engine, req, socket, head));
   return app;
 }
@@ -100,12 +106,14 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   await fs.mkdir(opts.dataRoot, { recursive: true, mode: 0o711 });
   process.chdir(opts.dataRoot);
   await engine.init();
-  const local = buildApp(engine);
+  const swarm = new SwarmHolder(engine, (m) => opts.log?.(m));
+  await swarm.restore();
+  const local = buildApp(engine, swarm);
   await local.listen({ path: opts.socket });
   await fs.chmod(opts.socket, 0o660);
   let remote: FastifyInstance | undefined;
   if (tcp) {
-    remote = buildApp(engine, tls);
+    remote = buildApp(engine, swarm, tls);
     await remote.listen({ host: tcp.host, port: tcp.port });
   }
   opts.log?.(
@@ -114,6 +122,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   return {
     engine,
     async close() {
+      await swarm.close();
       engine.close();
       await local.close();
       await remote?.close();

@@ -421,10 +421,17 @@ export class ContainerManager {
     };
     await this.saveState(rec);
     this.events.emit(`exit:${rec.id}`, rec.state);
+    this.events.emit('exit', rec);
     if (rec.config.autoRemove) {
       if (this.holds.get(rec.id)) this.pendingRemove.add(rec.id);
       else await this.remove(rec.id, { force: true }).catch(() => {});
     }
+  }
+
+  /** Calls `listener` with every container that exits (after its state is recorded). */
+  onExit(listener: (rec: ContainerRecord) => void): () => void {
+    this.events.on('exit', listener);
+    return () => this.events.off('exit', listener);
   }
 
   /** Keeps an auto-removed container until the returned release is called (log followers). */

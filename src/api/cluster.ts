@@ -1,0 +1,91 @@
+/**
+ * Cluster objects as stored (etcd) and as the API shows them. Shared by manager, worker and CLI.
+ */
+import type { RestartPolicy, ServiceMode, Task, UpdateConfig } from '../manager/orchestrator/types.js';
+
+/** What a task's container runs: copied into every task when it is created, as swarmkit does. */
+export interface ContainerSpec {
+  image: string;
+  command?: string[];
+  args?: string[];
+  env: string[];
+  workingDir?: string;
+  user?: string;
+  hostname?: string;
+  labels: Record<string, string>;
+  stopSignal?: string;
+  stopGracePeriodMs: number;
+  init?: boolean;
+  limits: { memoryBytes?: number; nanoCpus?: number; pids?: number };
+}
+
+/** The user's declaration of a service. */
+export interface ServiceSpec {
+  name: string;
+  mode: ServiceMode;
+  replicas: number;
+  container: ContainerSpec;
+  restartPolicy: RestartPolicy;
+  update: UpdateConfig;
+  constraints: string[];
+  preferences: Array<{ spread: string }>;
+  maxReplicasPerNode?: number;
+  reservations: { nanoCpus: number; memoryBytes: number };
+  labels: Record<string, string>;
+}
+
+export interface ServiceRecord {
+  [key: string]: unknown;
+  id: string;
+  spec: ServiceSpec;
+  /** Bumped on every spec change (not on scale-only status changes). */
+  version: number;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** A task as stored: the orchestrator's task plus what the worker needs to run it. */
+export interface TaskRecord extends Task {
+  [key: string]: unknown;
+  serviceName: string;
+  container: ContainerSpec;
+  reservations: { nanoCpus: number; memoryBytes: number };
+  /** The engine's container id once the worker created it. */
+  containerId?: string;
+}
+
+export interface NodeRecord {
+  [key: string]: unknown;
+  id: string;
+  hostname: string;
+  role: 'manager' | 'worker';
+  availability: 'active' | 'pause' | 'drain';
+  status: 'ready' | 'down' | 'unknown';
+  labels: Record<string, string>;
+  address: string;
+  platform: { os: string; arch: string };
+  resources: { nanoCpus: number; memoryBytes: number };
+  engineVersion: string;
+}
+
+export interface ClusterRecord {
+  [key: string]: unknown;
+  id: string;
+  createdAt: number;
+}
+
+/** Default restart policy and update config, as `docker service create` has them. */
+export const DEFAULT_RESTART: RestartPolicy = {
+  condition: 'any',
+  delayMs: 5000,
+  maxAttempts: 0,
+  windowMs: 0,
+};
+export const DEFAULT_UPDATE: UpdateConfig = {
+  parallelism: 1,
+  delayMs: 0,
+  failureAction: 'pause',
+  monitorMs: 5000,
+  maxFailureRatio: 0,
+  order: 'stop-first',
+};

@@ -1,0 +1,223 @@
+import { Command, Option } from 'commander';
+import type { Client } from '../api/client.js';
+import type { NodeRecord, ServiceRecord, ServiceSpec, TaskRecord } from '../api/cluster.js';
+import { invalid } from '../api/errors.js';
+import { parseBytes, parseCpus } from '../engine/cgroups/limits.js';
+import { ago, table } from './render.js';
+
+type GetClient = () => Client;
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+const enc = encodeURIComponent;
+const int = (name: string) => (v: string) => {
+  if (!/^\d+$/.test(v)) throw invalid(`${name} must be a whole number, not "${v}"`);
+  return Number(v);
+};
+const formatOption = () =>
+  new Option('--format <format>', 'output format').choices(['table', 'json']).default('table');
+const json = (v: unknown) => process.stdout.write(`${JSON.stringify(v, null, 2)}\n`);
+
+export function swarmCommands(getClient: GetClient): Command {
+  const c = new Command('swarm').description('Manage the swarm this node belongs to');
+  c.command('init')
+    .description(
+      'Create a swarm with this node as its first manager (starts a local etcd unless --etcd-endpoints)',
+    )
+    .option('--etcd-endpoints <urls>', 'use this etcd cluster (comma-separated URLs) instead of a local one')
+    .option('--etcd-client-port <port>', 'client port of the local etcd', int('--etcd-client-port'), 2379)
+    .option('--etcd-peer-port <port>', 'peer port of the local etcd', int('--etcd-peer-port'), 2380)
+    .option('--advertise-addr <addr>', 'address other nodes reach this one at', '127.0.0.1')
+    .action(
+      async (o: {
+        etcdEndpoints?: string;
+        etcdClientPort: number;
+        etcdPeerPort: number;
+        advertiseAddr: string;
+      }) => {
+        const r = await getClient().request<{ ClusterId: string; NodeId: string }>('POST', '/swarm/init', {
+          body: {
+            etcdEndpoints: o.etcdEndpoints?.split(',').filter(Boolean),
+            etcdClientPort: o.etcdClientPort,
+            etcdPeerPort: o.etcdPeerPort,
+            advertiseAddr: o.advertiseAddr,
+          },
+        });
+        process.stdout.write(`Swarm initialized: current node (${r.NodeId}) is now a manager.\n`);
+      },
+    );
+  return c;
+}
+
+export function nodeCommands(getClient: GetClient): Command {
+  const c = new Command('node').description('Manage swarm nodes');
+  c.command('ls')
+    .description('List the nodes of the swarm')
+    .addOption(formatOption())
+    .action(async (o: { format: string }) => {
+      const nodes = await getClient().request<NodeRecord[]>('GET', '/nodes');
+      if (o.format === 'json') return void json(nodes);
+      process.stdout.write(
+        table(
+          ['ID', 'HOSTNAME', 'STATUS', 'AVAILABILITY', 'ROLE', 'ENGINE VERSION'],
+          nodes.map((n) => [
+            n.id.slice(0, 12),
+            n.hostname,
+            n.status,
+            n.availability,
+            n.role,
+            n.engineVersion,
+          ]),
+        ),
+      );
+    });
+  return c;
+}
+
+function taskRows(tasks: TaskRecord[]): string[][] {
+  return [...tasks]
+    .sort((a, b) => (a.slot ?? 0) - (b.slot ?? 0) || b.createdAt - a.createdAt)
+    .map((t) => [
+      t.id.slice(0, 12),
+      `${t.serviceName}.${t.slot ?? t.nodeId?.slice(0, 12)}`,
+      t.container.image,
+      t.nodeId?.slice(0, 12) ?? '',
+      t.desiredState,
+      `${t.status.state} ${ago(new Date(t.status.timestamp).toISOString())}`,
+      t.status.err ?? (t.status.state === 'pending' ? (t.status.message ?? '') : ''),
+    ]);
+}
+
+export function serviceCommands(getClient: GetClient): Command {
+  const c = new Command('service').description('Manage swarm services').enablePositionalOptions();
+  c.command('create')
+    .description('Create a service')
+    .argument('<image>')
+    .argument('[command...]')
+    .passThroughOptions()
+    .requiredOption('--name <name>', 'service name')
+    .option('--replicas <n>', 'number of tasks (replicated mode)', int('--replicas'))
+    .addOption(
+      new Option('--mode <mode>', 'replicated or global')
+        .choices(['replicated', 'global'])
+        .default('replicated'),
+    )
+    .option('-e, --env <KEY=VALUE>', 'environment variable', collect)
+    .option('--constraint <expr>', 'placement constraint, e.g. node.role==worker', collect)
+    .option('--limit-memory <bytes>', 'memory limit')
+    .option('--limit-cpu <cpus>', 'CPU limit')
+    .option('--reserve-memory <bytes>', 'memory reservation')
+    .option('--reserve-cpu <cpus>', 'CPU reservation')
+    .addOption(
+      new Option('--restart-condition <c>', 'restart when a task exits').choices([
+        'none',
+        'on-failure',
+        'any',
+      ]),
+    )
+    .option('--restart-delay <ms>', 'delay between restart attempts, in ms', int('--restart-delay'))
+    .option('--restart-max-attempts <n>', 'maximum restarts before giving up', int('--restart-max-attempts'))
+    .action(async (image: string, args: string[], o: Record<string, unknown>) => {
+      const cpu = (v: unknown) => (v === undefined ? undefined : parseCpus(String(v)));
+      const spec: Partial<ServiceSpec> = {
+        name: o.name as string,
+        mode: o.mode as ServiceSpec['mode'],
+        replicas: o.replicas as number | undefined,
+        container: {
+          image,
+          args: args.length ? args : undefined,
+          env: (o.env as string[]) ?? [],
+          labels: {},
+          stopGracePeriodMs: 10_000,
+          limits: {
+            memoryBytes: o.limitMemory ? parseBytes(String(o.limitMemory)) : undefined,
+            nanoCpus: cpu(o.limitCpu),
+          },
+        },
+        constraints: (o.constraint as string[]) ?? [],
+        reservations: {
+          memoryBytes: o.reserveMemory ? parseBytes(String(o.reserveMemory)) : 0,
+          nanoCpus: cpu(o.reserveCpu) ?? 0,
+        },
+        ...(o.restartCondition || o.restartDelay !== undefined || o.restartMaxAttempts !== undefined
+          ? {
+              restartPolicy: {
+                condition: (o.restartCondition as 'none' | 'on-failure' | 'any') ?? 'any',
+                delayMs: (o.restartDelay as number) ?? 5000,
+                maxAttempts: (o.restartMaxAttempts as number) ?? 0,
+                windowMs: 0,
+              },
+            }
+          : {}),
+      };
+      const rec = await getClient().request<ServiceRecord>('POST', '/services', { body: spec });
+      process.stdout.write(`${rec.id}\n`);
+    });
+  c.command('ls')
+    .description('List services')
+    .addOption(formatOption())
+    .action(async (o: { format: string }) => {
+      const client = getClient();
+      const [services, tasks] = await Promise.all([
+        client.request<ServiceRecord[]>('GET', '/services'),
+        client.request<TaskRecord[]>('GET', '/tasks'),
+      ]);
+      const running = (id: string) =>
+        tasks.filter(
+          (t) => t.serviceId === id && t.status.state === 'running' && t.desiredState === 'running',
+        ).length;
+      if (o.format === 'json') return void json(services.map((s) => ({ ...s, running: running(s.id) })));
+      process.stdout.write(
+        table(
+          ['ID', 'NAME', 'MODE', 'REPLICAS', 'IMAGE'],
+          services.map((s) => [
+            s.id.slice(0, 12),
+            s.spec.name,
+            s.spec.mode,
+            s.spec.mode === 'global' ? `${running(s.id)}` : `${running(s.id)}/${s.spec.replicas}`,
+            s.spec.container.image,
+          ]),
+        ),
+      );
+    });
+  c.command('ps')
+    .description("List a service's tasks")
+    .argument('<service>')
+    .addOption(formatOption())
+    .action(async (ref: string, o: { format: string }) => {
+      const tasks = await getClient().request<TaskRecord[]>('GET', '/tasks', { query: { service: ref } });
+      if (o.format === 'json') return void json(tasks);
+      process.stdout.write(
+        table(['ID', 'NAME', 'IMAGE', 'NODE', 'DESIRED STATE', 'CURRENT STATE', 'ERROR'], taskRows(tasks)),
+      );
+    });
+  c.command('inspect')
+    .description('Show a service (JSON)')
+    .argument('<service...>')
+    .action(async (refs: string[]) => {
+      const out = [];
+      for (const r of refs) out.push(await getClient().request('GET', `/services/${enc(r)}`));
+      json(out);
+    });
+  c.command('scale')
+    .description('Scale replicated services: SERVICE=REPLICAS ...')
+    .argument('<service=replicas...>')
+    .action(async (pairs: string[]) => {
+      for (const p of pairs) {
+        const m = /^([^=]+)=(\d+)$/.exec(p);
+        if (!m) throw invalid(`invalid scale "${p}": expected SERVICE=REPLICAS, e.g. web=3`);
+        await getClient().request('POST', `/services/${enc(m[1]!)}/scale`, {
+          body: { replicas: Number(m[2]) },
+        });
+        process.stdout.write(`${m[1]} scaled to ${m[2]}\n`);
+      }
+    });
+  c.command('rm')
+    .description('Remove services (their tasks are stopped)')
+    .argument('<service...>')
+    .action(async (refs: string[]) => {
+      for (const r of refs) {
+        await getClient().request('DELETE', `/services/${enc(r)}`);
+        process.stdout.write(`${r}\n`);
+      }
+    });
+  return c;
+}

@@ -1,0 +1,69 @@
+import type { FastifyInstance } from 'fastify';
+import type { ServiceSpec } from '../api/cluster.js';
+import { invalid, precondition } from '../api/errors.js';
+import type { Engine } from '../engine/engine.js';
+import { type InitOptions, SwarmNode } from '../manager/swarm.js';
+
+/** The daemon's swarm membership: none until `swarm init`, restored at daemon start. */
+export class SwarmHolder {
+  node?: SwarmNode;
+  constructor(
+    readonly engine: Engine,
+    private readonly log: (m: string) => void,
+  ) {}
+
+  async restore(): Promise<void> {
+    this.node = await SwarmNode.restore(this.engine, this.log);
+  }
+
+  manager(): SwarmNode {
+    if (!this.node) throw precondition('this node is not a swarm manager: run `tsswarm swarm init` first');
+    return this.node;
+  }
+
+  async close(): Promise<void> {
+    await this.node?.close();
+  }
+}
+
+/** The cluster API: swarm, nodes, services, tasks. */
+export function registerClusterRoutes(
+  app: FastifyInstance,
+  swarm: SwarmHolder,
+  log: (m: string) => void,
+): void {
+  app.post<{ Body: InitOptions }>('/swarm/init', async (req, reply) => {
+    if (swarm.node) throw precondition('this node is already part of a swarm');
+    const body = req.body ?? {};
+    for (const p of [body.etcdClientPort, body.etcdPeerPort]) {
+      if (p !== undefined && (!Number.isInteger(p) || p < 1 || p > 65535)) throw invalid(`invalid port ${p}`);
+    }
+    swarm.node = await SwarmNode.init(swarm.engine, body, log);
+    reply.code(201);
+    return { ClusterId: swarm.node.state.clusterId, NodeId: swarm.node.state.nodeId };
+  });
+  app.get('/swarm', async () => {
+    const n = swarm.manager();
+    return { ClusterId: n.state.clusterId, NodeId: n.state.nodeId, Etcd: n.state.etcd.endpoints };
+  });
+  app.get('/nodes', async () => swarm.manager().nodes());
+  app.get('/services', async () => swarm.manager().services());
+  app.post<{ Body: Partial<ServiceSpec> & { image?: string } }>('/services', async (req, reply) => {
+    const rec = await swarm.manager().createService(req.body ?? {});
+    reply.code(201);
+    return rec;
+  });
+  app.get<{ Params: { ref: string } }>('/services/:ref', async (req) =>
+    swarm.manager().service(req.params.ref),
+  );
+  app.post<{ Params: { ref: string }; Body: { replicas?: number } }>('/services/:ref/scale', async (req) =>
+    swarm.manager().scaleService(req.params.ref, Number(req.body?.replicas)),
+  );
+  app.delete<{ Params: { ref: string } }>('/services/:ref', async (req, reply) => {
+    await swarm.manager().removeService(req.params.ref);
+    reply.code(204);
+  });
+  app.get<{ Querystring: { service?: string } }>('/tasks', async (req) =>
+    swarm.manager().tasks(req.query.service),
+  );
+}

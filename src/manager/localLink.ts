@@ -1,0 +1,42 @@
+import type { TaskRecord } from '../api/cluster.js';
+import type { ManagerLink, StatusUpdate } from '../worker/agent.js';
+import { canTransition } from './orchestrator/states.js';
+import type { Store } from './store/types.js';
+
+/**
+ * The manager's own node's link to the control plane, in process: assignments come from a
+ * store watch, status goes into the store. Remote workers get the same interface over their
+ * TLS session with a manager (the next step of the control plane).
+ */
+export class LocalLink implements ManagerLink {
+  constructor(private readonly store: Store) {}
+
+  async watchAssignments(nodeId: string, onTasks: (tasks: TaskRecord[]) => void) {
+    const mine = new Map<string, TaskRecord>();
+    const handle = this.store.watch<TaskRecord>('tasks', {}, (ev) => {
+      if (ev.type === 'reset') {
+        mine.clear();
+        for (const it of ev.items) if (it.value.nodeId === nodeId) mine.set(it.id, it.value);
+      } else if (ev.type === 'delete') {
+        if (!mine.delete(ev.id)) return;
+      } else if (ev.value.nodeId === nodeId) mine.set(ev.id, ev.value);
+      else if (!mine.delete(ev.id)) return;
+      onTasks([...mine.values()].map((t) => structuredClone(t)));
+    });
+    await handle.ready;
+    return handle;
+  }
+
+  async report(updates: StatusUpdate[]): Promise<void> {
+    for (const u of updates) {
+      await this.store.retry(async () => {
+        const cur = await this.store.find<TaskRecord>('tasks', u.taskId);
+        if (!cur) return; // the task is gone: nothing to record
+        if (!canTransition(cur.value.status.state, u.status.state)) return;
+        const next: TaskRecord = { ...cur.value, status: u.status };
+        if (u.containerId) next.containerId = u.containerId;
+        await this.store.update('tasks', u.taskId, next, cur.version);
+      });
+    }
+  }
+}

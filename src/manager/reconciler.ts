@@ -1,0 +1,285 @@
+import { randomBytes } from 'node:crypto';
+import type { NodeRecord, ServiceRecord, TaskRecord } from '../api/cluster.js';
+import { schedule } from '../scheduler/index.js';
+import type { PendingTask, Node as SchedNode } from '../scheduler/types.js';
+import { reconcileGlobal, reconcileReplicated } from './orchestrator/index.js';
+import { isTerminal } from './orchestrator/states.js';
+import type { NodeView, ReconcileResult, ServiceView, Task } from './orchestrator/types.js';
+import type { Item, Store, TxnOp } from './store/types.js';
+
+const newId = () => randomBytes(12).toString('hex');
+
+/** States in which a task holds its node's resources. */
+const HOLDS_NODE = new Set(['assigned', 'accepted', 'preparing', 'ready', 'starting', 'running']);
+
+export function serviceView(s: ServiceRecord): ServiceView {
+  return {
+    id: s.id,
+    name: s.spec.name,
+    version: s.version,
+    mode: s.spec.mode,
+    replicas: s.spec.replicas,
+    restartPolicy: s.spec.restartPolicy,
+    update: s.spec.update,
+    constraints: s.spec.constraints,
+  };
+}
+
+export function nodeView(n: NodeRecord): NodeView {
+  return {
+    id: n.id,
+    hostname: n.hostname,
+    availability: n.availability,
+    status: n.status,
+    labels: n.labels,
+    role: n.role,
+    platform: n.platform,
+  };
+}
+
+/**
+ * The leader's control loop: turns services into tasks (orchestrators), then places pending
+ * tasks on nodes (scheduler). Driven by store watches; each pass reads a fresh snapshot and
+ * writes its changes in transactions that compare revisions, so a conflicting writer makes
+ * the pass run again rather than lose an update.
+ */
+export class Reconciler {
+  private watch?: { cancel(): Promise<void> };
+  private running = false;
+  private again = false;
+  private stopped = false;
+  private wakeTimer?: NodeJS.Timeout;
+  private passes = 0;
+
+  constructor(
+    private readonly store: Store,
+    private readonly opts: { log?: (m: string) => void; seed?: number } = {},
+  ) {}
+
+  start(): void {
+    this.watch = this.store.watch(
+      ['services', 'tasks', 'nodes'],
+      { onError: (e) => this.log(`watch: ${String(e)}`) },
+      () => this.kick(),
+    );
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.wakeTimer);
+    await this.watch?.cancel();
+  }
+
+  private log(m: string): void {
+    this.opts.log?.(`reconciler: ${m}`);
+  }
+
+  /** Asks for a pass; passes never overlap, and a request during one runs another after it. */
+  kick(): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = true;
+    void (async () => {
+      do {
+        this.again = false;
+        try {
+          await this.pass();
+        } catch (e) {
+          this.log(`pass failed (will retry): ${(e as Error).message}`);
+          this.again = true;
+          await new Promise((r) => setTimeout(r, 200));
+        }
+      } while (this.again && !this.stopped);
+      this.running = false;
+    })();
+  }
+
+  private wakeAt(at: number): void {
+    const ms = Math.max(0, at - Date.now()) + 5;
+    clearTimeout(this.wakeTimer);
+    this.wakeTimer = setTimeout(() => this.kick(), ms);
+  }
+
+  private async pass(): Promise<void> {
+    const [services, tasks, nodes] = await Promise.all([
+      this.store.list<ServiceRecord>('services'),
+      this.store.list<TaskRecord>('tasks'),
+      this.store.list<NodeRecord>('nodes'),
+    ]);
+    const now = Date.now();
+    const nodeViews = nodes.items.map((n) => nodeView(n.value));
+    const byService = new Map<string, Array<Item<TaskRecord>>>();
+    for (const t of tasks.items) {
+      const list = byService.get(t.value.serviceId) ?? [];
+      list.push(t);
+      byService.set(t.value.serviceId, list);
+    }
+    const ops: TxnOp[] = [];
+    let wake: number | undefined;
+
+    for (const { value: svc } of services.items) {
+      const items = byService.get(svc.id) ?? [];
+      byService.delete(svc.id);
+      const view = serviceView(svc);
+      const current: Task[] = items.map((i) => i.value);
+      let result: ReconcileResult;
+      if (svc.spec.mode === 'global') result = reconcileGlobal(view, current, nodeViews, now, newId);
+      else result = reconcileReplicated(view, current, now, newId, { nodes: nodeViews });
+      if (result.wakeAt !== undefined) wake = Math.min(wake ?? Number.POSITIVE_INFINITY, result.wakeAt);
+      for (const t of result.create) {
+        const rec: TaskRecord = {
+          ...t,
+          status: { state: 'pending', timestamp: now },
+          serviceName: svc.spec.name,
+          container: svc.spec.container,
+          reservations: svc.spec.reservations,
+        };
+        ops.push({ op: 'create', kind: 'tasks', id: rec.id, value: rec });
+      }
+      const byId = new Map(items.map((i) => [i.id, i]));
+      for (const id of result.shutdown) {
+        const it = byId.get(id);
+        if (it && it.value.desiredState !== 'shutdown' && it.value.desiredState !== 'remove') {
+          ops.push(this.setDesired(it, 'shutdown', now));
+        }
+      }
+      for (const id of result.remove) {
+        const it = byId.get(id);
+        if (it) ops.push({ op: 'delete', kind: 'tasks', id, expectedVersion: it.version });
+      }
+    }
+
+    // tasks of services that are gone: stop them, then forget them once they have ended
+    for (const items of byService.values()) {
+      for (const it of items) {
+        const t = it.value;
+        if (isTerminal(t.status.state) || !t.nodeId)
+          ops.push({ op: 'delete', kind: 'tasks', id: it.id, expectedVersion: it.version });
+        else if (t.desiredState !== 'remove') ops.push(this.setDesired(it, 'remove', now));
+      }
+    }
+
+    if (ops.length > 0) {
+      await this.commit(ops);
+      return; // the watch brings the next pass, on the new snapshot
+    }
+    const scheduled = await this.schedulePending(tasks.items, nodes.items, services.items, now);
+    if (scheduled.wake !== undefined) wake = Math.min(wake ?? Number.POSITIVE_INFINITY, scheduled.wake);
+    if (wake !== undefined && Number.isFinite(wake)) this.wakeAt(wake);
+    this.passes++;
+  }
+
+  private setDesired(it: Item<TaskRecord>, desired: TaskRecord['desiredState'], _now: number): TxnOp {
+    return {
+      op: 'update',
+      kind: 'tasks',
+      id: it.id,
+      value: { ...it.value, desiredState: desired },
+      expectedVersion: it.version,
+    };
+  }
+
+  private async commit(ops: TxnOp[]): Promise<void> {
+    // etcd limits the operations of one transaction (128 by default)
+    for (let i = 0; i < ops.length; i += 100) {
+      try {
+        await this.store.txn(ops.slice(i, i + 100));
+      } catch (e) {
+        if ((e as { code?: string }).code === 'conflict') {
+          this.again = true;
+          return;
+        }
+        throw e;
+      }
+    }
+  }
+
+  private async schedulePending(
+    tasks: Array<Item<TaskRecord>>,
+    nodes: Array<Item<NodeRecord>>,
+    services: Array<Item<ServiceRecord>>,
+    now: number,
+  ): Promise<{ wake?: number }> {
+    let wake: number | undefined;
+    const pending: Array<Item<TaskRecord>> = [];
+    for (const it of tasks) {
+      const t = it.value;
+      if (t.status.state !== 'pending' || t.desiredState !== 'running') continue;
+      if (t.notBefore !== undefined && t.notBefore > now) {
+        wake = Math.min(wake ?? Number.POSITIVE_INFINITY, t.notBefore);
+        continue;
+      }
+      pending.push(it);
+    }
+    if (pending.length === 0) return { wake };
+    const specs = new Map(services.map((s) => [s.id, s.value.spec]));
+    const schedNodes: SchedNode[] = nodes.map(({ value: n }) => ({
+      id: n.id,
+      hostname: n.hostname,
+      role: n.role,
+      availability: n.availability,
+      status: n.status,
+      labels: n.labels,
+      platform: n.platform,
+      resources: n.resources,
+      tasks: tasks
+        .filter(
+          (t) =>
+            t.value.nodeId === n.id &&
+            t.value.desiredState === 'running' &&
+            HOLDS_NODE.has(t.value.status.state),
+        )
+        .map((t) => ({ serviceId: t.value.serviceId, reservations: t.value.reservations, hostPorts: [] })),
+    }));
+    const toSchedule: PendingTask[] = pending.map(({ value: t }) => {
+      const spec = specs.get(t.serviceId);
+      const p: PendingTask = {
+        id: t.id,
+        serviceId: t.serviceId,
+        spec: {
+          reservations: t.reservations,
+          constraints: spec?.constraints ?? [],
+          preferences: spec?.preferences ?? [],
+          hostPorts: [],
+          ...(spec?.maxReplicasPerNode ? { maxReplicasPerNode: spec.maxReplicasPerNode } : {}),
+        },
+      };
+      if (t.slot !== undefined) p.slot = t.slot;
+      if (t.nodeId !== undefined) p.nodeId = t.nodeId;
+      return p;
+    });
+    const plan = schedule({ nodes: schedNodes }, toSchedule, { seed: this.opts.seed ?? now });
+    const byId = new Map(pending.map((p) => [p.id, p]));
+    const ops: TxnOp[] = [];
+    for (const a of plan.assignments) {
+      const it = byId.get(a.taskId)!;
+      ops.push({
+        op: 'update',
+        kind: 'tasks',
+        id: it.id,
+        value: {
+          ...it.value,
+          nodeId: a.nodeId,
+          status: { state: 'assigned', timestamp: now, message: 'scheduled' },
+        },
+        expectedVersion: it.version,
+      });
+    }
+    for (const u of plan.unplaced) {
+      const it = byId.get(u.taskId)!;
+      if (it.value.status.message === u.summary) continue;
+      ops.push({
+        op: 'update',
+        kind: 'tasks',
+        id: it.id,
+        value: { ...it.value, status: { ...it.value.status, message: u.summary } },
+        expectedVersion: it.version,
+      });
+    }
+    if (ops.length) await this.commit(ops);
+    return { wake };
+  }
+}

@@ -1,0 +1,274 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { availableParallelism, hostname, totalmem } from 'node:os';
+import { join } from 'node:path';
+import {
+  type ClusterRecord,
+  DEFAULT_RESTART,
+  DEFAULT_UPDATE,
+  type NodeRecord,
+  type ServiceRecord,
+  type ServiceSpec,
+  type TaskRecord,
+} from '../api/cluster.js';
+import { conflict, invalid, notFound, precondition } from '../api/errors.js';
+import type { Engine } from '../engine/engine.js';
+import { atomicWriteJson } from '../engine/fsutil.js';
+import { parseConstraint } from '../scheduler/constraints.js';
+import { VERSION } from '../version.js';
+import { Agent } from '../worker/agent.js';
+import { EtcdSupervisor } from './etcd/supervisor.js';
+import { LocalLink } from './localLink.js';
+import { Reconciler } from './reconciler.js';
+import { openEtcdStore } from './store/etcd.js';
+import type { Leadership, Store } from './store/types.js';
+
+/** What a node remembers of its swarm across daemon restarts (DATA_ROOT/swarm.json). */
+interface SwarmState {
+  clusterId: string;
+  nodeId: string;
+  etcd: { endpoints: string[]; embedded?: { clientPort: number; peerPort: number } };
+}
+
+export interface InitOptions {
+  etcdEndpoints?: string[];
+  etcdClientPort?: number;
+  etcdPeerPort?: number;
+  advertiseAddr?: string;
+}
+
+const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
+
+/**
+ * This daemon's membership of a swarm, as a manager: the store, leadership, the leader's
+ * reconciler and the agent running this node's tasks.
+ */
+export class SwarmNode {
+  private leadership?: Leadership;
+  private reconciler?: Reconciler;
+  private agent?: Agent;
+
+  private constructor(
+    private readonly engine: Engine,
+    readonly state: SwarmState,
+    readonly store: Store,
+    private readonly etcd: EtcdSupervisor | undefined,
+    private readonly log: (m: string) => void,
+  ) {}
+
+  static statePath(dataRoot: string): string {
+    return join(dataRoot, 'swarm.json');
+  }
+
+  /** Creates a swarm with this node as its first manager. */
+  static async init(engine: Engine, opts: InitOptions, log: (m: string) => void): Promise<SwarmNode> {
+    const dataRoot = engine.opts.dataRoot;
+    if (existsSync(SwarmNode.statePath(dataRoot))) {
+      throw conflict('this node is already part of a swarm: use `tsswarm swarm leave --force` first');
+    }
+    const state: SwarmState = {
+      clusterId: randomBytes(12).toString('hex'),
+      nodeId: randomBytes(12).toString('hex'),
+      etcd: opts.etcdEndpoints?.length
+        ? { endpoints: opts.etcdEndpoints }
+        : {
+            endpoints: [`http://127.0.0.1:${opts.etcdClientPort ?? 2379}`],
+            embedded: { clientPort: opts.etcdClientPort ?? 2379, peerPort: opts.etcdPeerPort ?? 2380 },
+          },
+    };
+    const node = await SwarmNode.open(engine, state, log);
+    try {
+      const cluster: ClusterRecord = { id: state.clusterId, createdAt: Date.now() };
+      await node.store.create('cluster', 'swarm', cluster).catch(() => {
+        throw conflict(
+          'the etcd cluster already holds a swarm: point --etcd-endpoints at an empty etcd or join that swarm',
+        );
+      });
+      await node.register(opts.advertiseAddr ?? '127.0.0.1');
+      await atomicWriteJson(SwarmNode.statePath(dataRoot), state);
+    } catch (e) {
+      await node.close();
+      throw e;
+    }
+    node.startRoles();
+    return node;
+  }
+
+  /** Rejoins the swarm this node was part of before the daemon restarted. */
+  static async restore(engine: Engine, log: (m: string) => void): Promise<SwarmNode | undefined> {
+    const path = SwarmNode.statePath(engine.opts.dataRoot);
+    if (!existsSync(path)) return undefined;
+    const state = JSON.parse(readFileSync(path, 'utf8')) as SwarmState;
+    const node = await SwarmNode.open(engine, state, log);
+    node.startRoles();
+    log(`rejoined swarm ${state.clusterId} as node ${state.nodeId}`);
+    return node;
+  }
+
+  private static async open(engine: Engine, state: SwarmState, log: (m: string) => void): Promise<SwarmNode> {
+    let etcd: EtcdSupervisor | undefined;
+    if (state.etcd.embedded) {
+      etcd = new EtcdSupervisor({
+        name: `tsswarm-${state.nodeId.slice(0, 12)}`,
+        dir: join(engine.opts.dataRoot, 'etcd'),
+        clientPort: state.etcd.embedded.clientPort,
+        peerPort: state.etcd.embedded.peerPort,
+        log,
+      });
+      await etcd.start();
+    }
+    try {
+      const store = await openEtcdStore({ endpoints: state.etcd.endpoints, log });
+      return new SwarmNode(engine, state, store, etcd, log);
+    } catch (e) {
+      await etcd?.stop();
+      throw e;
+    }
+  }
+
+  private async register(address: string): Promise<void> {
+    const node: NodeRecord = {
+      id: this.state.nodeId,
+      hostname: hostname(),
+      role: 'manager',
+      availability: 'active',
+      status: 'ready',
+      labels: {},
+      address,
+      platform: { os: 'linux', arch: process.arch === 'x64' ? 'x86_64' : process.arch },
+      resources: { nanoCpus: availableParallelism() * 1e9, memoryBytes: totalmem() },
+      engineVersion: VERSION,
+    };
+    await this.store.create('nodes', node.id, node);
+  }
+
+  private startRoles(): void {
+    this.leadership = this.store.campaign('leader', this.state.nodeId);
+    void this.leadership.elected.then(() => {
+      this.log(`node ${this.state.nodeId} is the leader`);
+      this.reconciler = new Reconciler(this.store, { log: this.log });
+      this.reconciler.start();
+      this.reconciler.kick();
+    });
+    this.leadership.onLost((why) => {
+      this.log(`leadership lost: ${why.message}`);
+      void this.reconciler?.stop();
+    });
+    this.agent = new Agent(this.engine, new LocalLink(this.store), this.state.nodeId, this.log);
+    void this.agent.start().catch((e) => this.log(`agent did not start: ${(e as Error).message}`));
+  }
+
+  async close(): Promise<void> {
+    await this.agent?.stop().catch(() => {});
+    await this.reconciler?.stop().catch(() => {});
+    await this.leadership?.resign().catch(() => {});
+    await this.store.close().catch(() => {});
+    await this.etcd?.stop();
+  }
+
+  // ---- API ----
+
+  async nodes(): Promise<NodeRecord[]> {
+    return (await this.store.list<NodeRecord>('nodes')).items.map((i) => i.value);
+  }
+
+  async services(): Promise<ServiceRecord[]> {
+    return (await this.store.list<ServiceRecord>('services')).items.map((i) => i.value);
+  }
+
+  async tasks(serviceRef?: string): Promise<TaskRecord[]> {
+    const all = (await this.store.list<TaskRecord>('tasks')).items.map((i) => i.value);
+    if (!serviceRef) return all;
+    const svc = await this.service(serviceRef);
+    return all.filter((t) => t.serviceId === svc.id);
+  }
+
+  /** By id, unique id prefix or name. */
+  async service(ref: string): Promise<ServiceRecord> {
+    const all = await this.services();
+    const found = all.find((s) => s.spec.name === ref) ?? all.find((s) => s.id === ref);
+    if (found) return found;
+    const byPrefix = all.filter((s) => s.id.startsWith(ref));
+    if (byPrefix.length === 1) return byPrefix[0]!;
+    throw notFound(`no such service: ${ref}`);
+  }
+
+  async createService(
+    input: Partial<ServiceSpec> & { name?: string; image?: string },
+  ): Promise<ServiceRecord> {
+    const spec = normalizeServiceSpec(input);
+    const now = Date.now();
+    const rec: ServiceRecord = {
+      id: randomBytes(12).toString('hex'),
+      spec,
+      version: 1,
+      createdAt: now,
+      updatedAt: now,
+    };
+    if ((await this.services()).some((s) => s.spec.name === spec.name)) {
+      throw conflict(`a service named "${spec.name}" already exists`);
+    }
+    await this.store.create('services', rec.id, rec);
+    return rec;
+  }
+
+  async scaleService(ref: string, replicas: number): Promise<ServiceRecord> {
+    if (!Number.isInteger(replicas) || replicas < 0)
+      throw invalid(`invalid replicas "${replicas}": a whole number ≥ 0`);
+    return this.store.retry(async () => {
+      const svc = await this.service(ref);
+      if (svc.spec.mode !== 'replicated')
+        throw precondition(`service ${svc.spec.name} is ${svc.spec.mode}: only replicated services scale`);
+      const cur = await this.store.get<ServiceRecord>('services', svc.id);
+      const next: ServiceRecord = {
+        ...cur.value,
+        spec: { ...cur.value.spec, replicas },
+        updatedAt: Date.now(),
+      };
+      await this.store.update('services', svc.id, next, cur.version);
+      return next;
+    });
+  }
+
+  async removeService(ref: string): Promise<void> {
+    const svc = await this.service(ref);
+    await this.store.delete('services', svc.id);
+  }
+}
+
+/** Fills a service spec's defaults, as `docker service create` does, and checks it. */
+export function normalizeServiceSpec(input: Partial<ServiceSpec> & { image?: string }): ServiceSpec {
+  const name = input.name ?? '';
+  if (!NAME_RE.test(name))
+    throw invalid(`invalid service name "${name}": use letters, digits, '_', '.', '-' (at most 63)`);
+  const image = input.container?.image ?? input.image;
+  if (!image) throw invalid('a service needs an image');
+  const mode = input.mode ?? 'replicated';
+  if (!['replicated', 'global'].includes(mode))
+    throw invalid(`unsupported mode "${mode}": replicated or global`);
+  const replicas = mode === 'global' ? 0 : (input.replicas ?? 1);
+  if (!Number.isInteger(replicas) || replicas < 0)
+    throw invalid(`invalid replicas "${replicas}": a whole number ≥ 0`);
+  const constraints = input.constraints ?? [];
+  for (const c of constraints) parseConstraint(c);
+  const container = input.container ?? { image, env: [], labels: {}, stopGracePeriodMs: 10_000, limits: {} };
+  return {
+    name,
+    mode,
+    replicas,
+    container: {
+      ...container,
+      image,
+      env: container.env ?? [],
+      labels: container.labels ?? {},
+      limits: container.limits ?? {},
+    },
+    restartPolicy: { ...DEFAULT_RESTART, ...(input.restartPolicy ?? {}) },
+    update: { ...DEFAULT_UPDATE, ...(input.update ?? {}) },
+    constraints,
+    preferences: input.preferences ?? [],
+    ...(input.maxReplicasPerNode ? { maxReplicasPerNode: input.maxReplicasPerNode } : {}),
+    reservations: input.reservations ?? { nanoCpus: 0, memoryBytes: 0 },
+    labels: input.labels ?? {},
+  };
+}

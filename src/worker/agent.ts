@@ -1,0 +1,188 @@
+import type { TaskRecord } from '../api/cluster.js';
+import type { ContainerRecord } from '../engine/containers/types.js';
+import type { Engine } from '../engine/engine.js';
+import { isTerminal } from '../manager/orchestrator/states.js';
+import type { TaskStatus } from '../manager/orchestrator/types.js';
+
+export interface StatusUpdate {
+  taskId: string;
+  status: TaskStatus;
+  containerId?: string;
+}
+
+/** What a worker sees of its managers. The in-process link serves the manager's own node. */
+export interface ManagerLink {
+  /** Calls `onTasks` with every task assigned to `nodeId`, now and after every change. */
+  watchAssignments(
+    nodeId: string,
+    onTasks: (tasks: TaskRecord[]) => void,
+  ): Promise<{ cancel(): Promise<void> }>;
+  /** Records task status changes; a status never moves backwards (the manager refuses that). */
+  report(updates: StatusUpdate[]): Promise<void>;
+}
+
+export const TASK_LABEL = 'org.tsswarm.task.id';
+export const SERVICE_LABEL = 'org.tsswarm.service.name';
+
+/**
+ * The worker agent: runs the tasks assigned to its node through the local engine, reports
+ * their status, stops what its managers no longer want, and removes orphaned containers.
+ * Containers outlive the agent; a restarted agent re-adopts them by their task label.
+ */
+export class Agent {
+  private tasks = new Map<string, TaskRecord>();
+  private queue: Promise<void> = Promise.resolve();
+  private watch?: { cancel(): Promise<void> };
+  private offExit?: () => void;
+  private readonly busy = new Set<string>();
+
+  constructor(
+    private readonly engine: Engine,
+    private readonly link: ManagerLink,
+    private readonly nodeId: string,
+    private readonly log: (m: string) => void = () => {},
+  ) {}
+
+  async start(): Promise<void> {
+    this.offExit = this.engine.containers.onExit((rec) => this.enqueue(() => this.onContainerExit(rec)));
+    this.watch = await this.link.watchAssignments(this.nodeId, (tasks) => {
+      this.tasks = new Map(tasks.map((t) => [t.id, t]));
+      this.enqueue(() => this.reconcile());
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.offExit?.();
+    await this.watch?.cancel();
+    await this.queue;
+  }
+
+  private enqueue(fn: () => Promise<void>): void {
+    this.queue = this.queue.then(fn).catch((e) => this.log(`agent: ${(e as Error).message}`));
+  }
+
+  private containerOf(taskId: string): ContainerRecord | undefined {
+    return this.engine.containers.list(true).find((c) => c.config.labels[TASK_LABEL] === taskId);
+  }
+
+  private async report(
+    task: TaskRecord,
+    state: TaskStatus['state'],
+    extra: Partial<TaskStatus> = {},
+    containerId?: string,
+  ) {
+    const status: TaskStatus = { state, timestamp: Date.now(), ...extra };
+    task.status = status;
+    await this.link.report([{ taskId: task.id, status, ...(containerId ? { containerId } : {}) }]);
+  }
+
+  /**
+   * Decides what each task needs and starts it as its own operation, so a slow stop (a
+   * grace period) never holds up other tasks; when an operation ends, the agent looks again.
+   */
+  private async reconcile(): Promise<void> {
+    for (const task of this.tasks.values()) {
+      if (this.busy.has(task.id)) continue;
+      const c = this.containerOf(task.id);
+      const wantRunning = task.desiredState === 'running' || task.desiredState === 'ready';
+      if (wantRunning && !isTerminal(task.status.state)) {
+        if (!c) this.spawn(task.id, () => this.run(task));
+        else if (c.state.status === 'running' && task.status.state !== 'running') {
+          await this.report(task, 'running', { message: 'started' }, c.id);
+        } else if (c.state.status === 'exited') await this.onContainerExit(c);
+      } else if (!wantRunning && c) {
+        if (
+          c.state.status === 'running' ||
+          task.desiredState === 'remove' ||
+          !isTerminal(task.status.state)
+        ) {
+          this.spawn(task.id, () => this.shutdown(task, c));
+        }
+      } else if (!wantRunning && !c && !isTerminal(task.status.state)) {
+        await this.report(task, 'shutdown', { message: 'shut down before it started' });
+      }
+    }
+    // containers of tasks this node no longer has
+    for (const c of this.engine.containers.list(true)) {
+      const taskId = c.config.labels[TASK_LABEL];
+      if (!taskId || this.tasks.has(taskId) || this.busy.has(taskId)) continue;
+      this.log(`agent: removing container ${c.name} of a task no longer assigned here`);
+      this.spawn(taskId, () => this.engine.containers.remove(c.id, { force: true }).then(() => {}));
+    }
+  }
+
+  private spawn(taskId: string, op: () => Promise<void>): void {
+    this.busy.add(taskId);
+    void op()
+      .catch((e) => this.log(`agent: task ${taskId}: ${(e as Error).message}`))
+      .finally(() => {
+        this.busy.delete(taskId);
+        this.enqueue(() => this.reconcile());
+      });
+  }
+
+  private async shutdown(task: TaskRecord, c: ContainerRecord): Promise<void> {
+    if (c.state.status === 'running') await this.engine.containers.stop(c.id);
+    if (!isTerminal(task.status.state)) {
+      await this.report(task, 'shutdown', { message: 'shut down', exitCode: c.state.exitCode });
+    }
+    if (task.desiredState === 'remove') await this.engine.containers.remove(c.id, { force: true });
+  }
+
+  private async run(task: TaskRecord): Promise<void> {
+    const spec = task.container;
+    try {
+      await this.report(task, 'accepted');
+      await this.report(task, 'preparing');
+      const limits = spec.limits;
+      const { record } = await this.engine.containers.create({
+        image: spec.image,
+        name: `${task.serviceName}.${task.slot ?? task.nodeId}.${task.id.slice(0, 12)}`,
+        cmd: spec.args,
+        ...(spec.command
+          ? { entrypoint: spec.command[0] ?? '', cmd: [...spec.command.slice(1), ...(spec.args ?? [])] }
+          : {}),
+        env: spec.env,
+        workingDir: spec.workingDir,
+        user: spec.user,
+        hostname: spec.hostname,
+        init: spec.init,
+        stopSignal: spec.stopSignal,
+        stopTimeout: Math.ceil(spec.stopGracePeriodMs / 1000),
+        labels: { ...spec.labels, [TASK_LABEL]: task.id, [SERVICE_LABEL]: task.serviceName },
+        resources: {
+          memory: limits.memoryBytes ? String(limits.memoryBytes) : undefined,
+          cpus: limits.nanoCpus ? String(limits.nanoCpus / 1e9) : undefined,
+          pidsLimit: limits.pids,
+        },
+      });
+      await this.report(task, 'ready', {}, record.id);
+      await this.report(task, 'starting', {}, record.id);
+      await this.engine.containers.start(record.id);
+      await this.report(task, 'running', { message: 'started' }, record.id);
+    } catch (e) {
+      const err = (e as Error).message;
+      const state =
+        task.status.state === 'running' || task.status.state === 'starting' ? 'failed' : 'rejected';
+      await this.report(task, state, { err, message: err }).catch(() => {});
+      const c = this.containerOf(task.id);
+      if (c) await this.engine.containers.remove(c.id, { force: true }).catch(() => {});
+    }
+  }
+
+  private async onContainerExit(c: ContainerRecord): Promise<void> {
+    const taskId = c.config.labels[TASK_LABEL];
+    const task = taskId ? this.tasks.get(taskId) : undefined;
+    if (!task || isTerminal(task.status.state)) return;
+    const code = c.state.exitCode ?? 255;
+    if (task.desiredState !== 'running')
+      await this.report(task, 'shutdown', { exitCode: code, message: 'shut down' });
+    else if (code === 0) await this.report(task, 'complete', { exitCode: 0, message: 'finished' });
+    else
+      await this.report(task, 'failed', {
+        exitCode: code,
+        err: c.state.oomKilled ? 'OOM killed' : `task: non-zero exit (${code})`,
+        message: 'failed',
+      });
+  }
+}
