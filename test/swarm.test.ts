@@ -189,3 +189,106 @@ t.test(
     });
   },
 );
+
+t.test('rolling updates follow update_config; a failing update rolls back', async (t) => {
+  const d = await startTestDaemon(t);
+  await loadTestImages(d);
+  const init = await d.cli([
+    'swarm',
+    'init',
+    '--etcd-client-port',
+    String(await freePort()),
+    '--etcd-peer-port',
+    String(await freePort()),
+  ]);
+  t.equal(init.code, 0, init.stderr);
+  const loop = 'trap "exit 0" TERM; while true; do sleep 0.1; done';
+  const create = await d.cli([
+    'service',
+    'create',
+    '--name',
+    'app',
+    '--replicas',
+    '3',
+    '-e',
+    'VERSION=1',
+    'busybox:test',
+    'sh',
+    '-c',
+    loop,
+  ]);
+  t.equal(create.code, 0, create.stderr);
+  await until(
+    '3 running',
+    () => tasksOf(d, 'app'),
+    (ts) => running(ts).length === 3,
+  );
+  const svc = async () => JSON.parse((await d.cli(['service', 'inspect', 'app'])).stdout)[0] as ServiceRecord;
+
+  const same = await d.cli(['service', 'update', 'app']);
+  t.equal(same.code, 0);
+  t.equal((await svc()).version, 1, 'an update that changes nothing keeps the version');
+
+  const up = await d.cli([
+    'service',
+    'update',
+    '--env-add',
+    'VERSION=2',
+    '--update-parallelism',
+    '1',
+    '--update-monitor',
+    '300',
+    'app',
+  ]);
+  t.equal(up.code, 0, up.stderr);
+  const after = await until(
+    'every slot on version 2',
+    () => tasksOf(d, 'app'),
+    (ts) => running(ts).length === 3 && running(ts).every((x) => x.specVersion === 2),
+    60_000,
+  );
+  t.same(
+    running(after)
+      .map((x) => x.slot)
+      .sort(),
+    [1, 2, 3],
+  );
+  const env = await d.cli([
+    'container',
+    'exec',
+    running(after)[0]!.containerId!,
+    'sh',
+    '-c',
+    'echo $VERSION',
+  ]);
+  t.equal(env.stdout, '2\n', 'the new tasks run the new spec');
+  t.equal((await until('completed', svc, (s) => s.updateStatus?.status === 'completed')).version, 2);
+
+  const bad = await d.cli([
+    'service',
+    'update',
+    '--args',
+    "sh -c 'exit 3'",
+    '--update-failure-action',
+    'rollback',
+    '--update-monitor',
+    '2000',
+    'app',
+  ]);
+  t.equal(bad.code, 0, bad.stderr);
+  const rolled = await until(
+    'rolled back',
+    svc,
+    (s) => s.updateStatus?.status === 'rollback_completed',
+    60_000,
+  );
+  t.equal(rolled.spec.container.env.includes('VERSION=2'), true);
+  t.same(rolled.spec.container.args, ['sh', '-c', loop], 'the previous command is back');
+  const final = await until(
+    'all running the rolled-back version',
+    () => tasksOf(d, 'app'),
+    (ts) => running(ts).length === 3 && running(ts).every((x) => x.specVersion === rolled.version),
+    60_000,
+  );
+  t.equal(running(final).length, 3);
+});

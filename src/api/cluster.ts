@@ -1,7 +1,9 @@
 /**
  * Cluster objects as stored (etcd) and as the API shows them. Shared by manager, worker and CLI.
  */
+
 import type { RestartPolicy, ServiceMode, Task, UpdateConfig } from '../manager/orchestrator/types.js';
+import type { UpdaterState } from '../manager/orchestrator/updater.js';
 
 /** What a task's container runs: copied into every task when it is created, as swarmkit does. */
 export interface ContainerSpec {
@@ -27,6 +29,8 @@ export interface ServiceSpec {
   container: ContainerSpec;
   restartPolicy: RestartPolicy;
   update: UpdateConfig;
+  /** How a rollback proceeds; the update config when absent. */
+  rollback?: UpdateConfig;
   constraints: string[];
   preferences: Array<{ spread: string }>;
   maxReplicasPerNode?: number;
@@ -38,10 +42,17 @@ export interface ServiceRecord {
   [key: string]: unknown;
   id: string;
   spec: ServiceSpec;
-  /** Bumped on every spec change (not on scale-only status changes). */
+  /** Bumped on every change of what the tasks run (not on scaling). */
   version: number;
   createdAt: number;
   updatedAt: number;
+  /** The spec before the last update, and its version: what `service rollback` restores. */
+  previousSpec?: ServiceSpec;
+  previousVersion?: number;
+  /** Set by `service rollback` until the leader starts rolling back. */
+  rollbackRequested?: boolean;
+  /** The rolling update (or rollback) in progress or last finished. */
+  updateStatus?: UpdaterState;
 }
 
 /** A task as stored: the orchestrator's task plus what the worker needs to run it. */

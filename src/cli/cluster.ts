@@ -3,6 +3,7 @@ import type { Client } from '../api/client.js';
 import type { NodeRecord, ServiceRecord, ServiceSpec, TaskRecord } from '../api/cluster.js';
 import { invalid } from '../api/errors.js';
 import { parseBytes, parseCpus } from '../engine/cgroups/limits.js';
+import { splitShellWords } from '../manager/stack/shellwords.js';
 import { ago, table } from './render.js';
 
 type GetClient = () => Client;
@@ -209,6 +210,77 @@ export function serviceCommands(getClient: GetClient): Command {
         });
         process.stdout.write(`${m[1]} scaled to ${m[2]}\n`);
       }
+    });
+  c.command('update')
+    .description('Update a service: a changed task spec rolls out per its update config')
+    .argument('<service>')
+    .option('--image <image>', 'new image')
+    .option('--args <command>', 'new command arguments, split as a shell would (e.g. "sh -c \'exit 3\'")')
+    .option('--env-add <KEY=VALUE>', 'add or replace an environment variable', collect)
+    .option('--replicas <n>', 'number of tasks', int('--replicas'))
+    .option('--update-parallelism <n>', 'tasks updated at once (0: all)', int('--update-parallelism'))
+    .option('--update-delay <ms>', 'delay between batches, in ms', int('--update-delay'))
+    .option(
+      '--update-monitor <ms>',
+      'how long a new task is watched for failure, in ms',
+      int('--update-monitor'),
+    )
+    .addOption(
+      new Option('--update-failure-action <a>', 'when an update fails').choices([
+        'pause',
+        'continue',
+        'rollback',
+      ]),
+    )
+    .addOption(
+      new Option('--update-order <o>', 'stop old tasks first, or start new ones first').choices([
+        'stop-first',
+        'start-first',
+      ]),
+    )
+    .option('--force', 'replace the tasks even if nothing changed')
+    .action(async (ref: string, o: Record<string, unknown>) => {
+      const client = getClient();
+      const cur = await client.request<ServiceRecord>('GET', `/services/${enc(ref)}`);
+      const env = [...cur.spec.container.env];
+      for (const kv of (o.envAdd as string[]) ?? []) {
+        const key = kv.split('=')[0];
+        const i = env.findIndex((e) => e.split('=')[0] === key);
+        if (i >= 0) env[i] = kv;
+        else env.push(kv);
+      }
+      let args: string[] | undefined;
+      if (o.args !== undefined) {
+        const split = splitShellWords(String(o.args));
+        if (!split.ok) throw invalid(`invalid --args: ${split.error}`);
+        args = split.value;
+      }
+      const spec: Partial<ServiceSpec> = {
+        container: {
+          ...cur.spec.container,
+          ...(o.image ? { image: String(o.image) } : {}),
+          ...(args ? { args } : {}),
+          env,
+        },
+        update: {
+          ...cur.spec.update,
+          ...(o.updateParallelism !== undefined ? { parallelism: o.updateParallelism as number } : {}),
+          ...(o.updateDelay !== undefined ? { delayMs: o.updateDelay as number } : {}),
+          ...(o.updateMonitor !== undefined ? { monitorMs: o.updateMonitor as number } : {}),
+          ...(o.updateFailureAction ? { failureAction: o.updateFailureAction as 'pause' } : {}),
+          ...(o.updateOrder ? { order: o.updateOrder as 'stop-first' } : {}),
+        },
+        ...(o.replicas !== undefined ? { replicas: o.replicas as number } : {}),
+      };
+      await client.request('POST', `/services/${enc(ref)}/update`, { body: { spec, force: !!o.force } });
+      process.stdout.write(`${ref}\n`);
+    });
+  c.command('rollback')
+    .description('Roll a service back to its previous spec')
+    .argument('<service>')
+    .action(async (ref: string) => {
+      await getClient().request('POST', `/services/${enc(ref)}/rollback`);
+      process.stdout.write(`${ref}\n`);
     });
   c.command('rm')
     .description('Remove services (their tasks are stopped)')

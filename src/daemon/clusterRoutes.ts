@@ -59,6 +59,14 @@ export function registerClusterRoutes(
   app.post<{ Params: { ref: string }; Body: { replicas?: number } }>('/services/:ref/scale', async (req) =>
     swarm.manager().scaleService(req.params.ref, Number(req.body?.replicas)),
   );
+  app.post<{ Params: { ref: string }; Body: { spec?: Partial<ServiceSpec>; force?: boolean } }>(
+    '/services/:ref/update',
+    async (req) =>
+      swarm.manager().updateService(req.params.ref, req.body?.spec ?? {}, { force: !!req.body?.force }),
+  );
+  app.post<{ Params: { ref: string } }>('/services/:ref/rollback', async (req) =>
+    swarm.manager().rollbackService(req.params.ref),
+  );
   app.delete<{ Params: { ref: string } }>('/services/:ref', async (req, reply) => {
     await swarm.manager().removeService(req.params.ref);
     reply.code(204);

@@ -5,6 +5,7 @@ import type { PendingTask, Node as SchedNode } from '../scheduler/types.js';
 import { reconcileGlobal, reconcileReplicated } from './orchestrator/index.js';
 import { isTerminal } from './orchestrator/states.js';
 import type { NodeView, ReconcileResult, ServiceView, Task } from './orchestrator/types.js';
+import { startUpdate, updateStep } from './orchestrator/updater.js';
 import type { Item, Store, TxnOp } from './store/types.js';
 
 const newId = () => randomBytes(12).toString('hex');
@@ -21,6 +22,7 @@ export function serviceView(s: ServiceRecord): ServiceView {
     replicas: s.spec.replicas,
     restartPolicy: s.spec.restartPolicy,
     update: s.spec.update,
+    ...(s.spec.rollback ? { rollback: s.spec.rollback } : {}),
     constraints: s.spec.constraints,
   };
 }
@@ -120,6 +122,26 @@ export class Reconciler {
     const ops: TxnOp[] = [];
     let wake: number | undefined;
 
+    // the manager owns a task until it is assigned: one no longer wanted simply ends there
+    for (const it of tasks.items) {
+      const t = it.value;
+      if (
+        (t.status.state === 'new' || t.status.state === 'pending') &&
+        (t.desiredState === 'shutdown' || t.desiredState === 'remove')
+      ) {
+        ops.push({
+          op: 'update',
+          kind: 'tasks',
+          id: it.id,
+          value: {
+            ...t,
+            status: { state: 'shutdown', timestamp: now, message: 'shut down before it was assigned' },
+          },
+          expectedVersion: it.version,
+        });
+      }
+    }
+
     for (const { value: svc } of services.items) {
       const items = byService.get(svc.id) ?? [];
       byService.delete(svc.id);
@@ -129,17 +151,19 @@ export class Reconciler {
       if (svc.spec.mode === 'global') result = reconcileGlobal(view, current, nodeViews, now, newId);
       else result = reconcileReplicated(view, current, now, newId, { nodes: nodeViews });
       if (result.wakeAt !== undefined) wake = Math.min(wake ?? Number.POSITIVE_INFINITY, result.wakeAt);
-      for (const t of result.create) {
-        const rec: TaskRecord = {
-          ...t,
-          status: { state: 'pending', timestamp: now },
-          serviceName: svc.spec.name,
-          container: svc.spec.container,
-          reservations: svc.spec.reservations,
-        };
-        ops.push({ op: 'create', kind: 'tasks', id: rec.id, value: rec });
-      }
+      const toRecord = (t: Task): TaskRecord => ({
+        ...t,
+        status: { state: 'pending', timestamp: now },
+        serviceName: svc.spec.name,
+        container: svc.spec.container,
+        reservations: svc.spec.reservations,
+      });
+      for (const t of result.create) ops.push({ op: 'create', kind: 'tasks', id: t.id, value: toRecord(t) });
       const byId = new Map(items.map((i) => [i.id, i]));
+      const svcItem = services.items.find((x) => x.id === svc.id)!;
+      const upd = this.rollingUpdate(svcItem, current, byId, toRecord, now);
+      ops.push(...upd.ops);
+      if (upd.wakeAt !== undefined) wake = Math.min(wake ?? Number.POSITIVE_INFINITY, upd.wakeAt);
       for (const id of result.shutdown) {
         const it = byId.get(id);
         if (it && it.value.desiredState !== 'shutdown' && it.value.desiredState !== 'remove') {
@@ -172,6 +196,71 @@ export class Reconciler {
     this.passes++;
   }
 
+  /**
+   * Drives a rolling update (or rollback) of a service whose tasks run an older version, one
+   * updater step per pass; the updater's state lives in the service record.
+   */
+  private rollingUpdate(
+    item: Item<ServiceRecord>,
+    current: Task[],
+    byId: Map<string, Item<TaskRecord>>,
+    toRecord: (t: Task) => TaskRecord,
+    now: number,
+  ): { ops: TxnOp[]; wakeAt?: number } {
+    const svc = item.value;
+    const view = serviceView(svc);
+    let state = svc.updateStatus;
+    if (svc.rollbackRequested || (state?.status === 'rollback_started' && state.mode === 'update')) {
+      // swap back to the previous spec as a new version, then roll back with the rollback config
+      if (!svc.previousSpec) return { ops: [] };
+      const next: ServiceRecord = {
+        ...svc,
+        spec: svc.previousSpec,
+        previousSpec: svc.spec,
+        previousVersion: svc.version,
+        version: svc.version + 1,
+        rollbackRequested: false,
+        updatedAt: now,
+      };
+      next.updateStatus = startUpdate('rollback', serviceView(next), svc.version, now);
+      return {
+        ops: [{ op: 'update', kind: 'services', id: svc.id, value: next, expectedVersion: item.version }],
+      };
+    }
+    const stale = current.some(
+      (t) =>
+        t.specVersion !== svc.version &&
+        !isTerminal(t.status.state) &&
+        t.desiredState !== 'shutdown' &&
+        t.desiredState !== 'remove',
+    );
+    if (!state || state.version !== svc.version) {
+      if (!stale) return { ops: [] };
+      state = startUpdate('update', view, svc.previousVersion ?? svc.version - 1, now);
+    }
+    if (!['updating', 'rollback_started'].includes(state.status)) return { ops: [] };
+    const step = updateStep(view, state.previousVersion, current, state, now, newId);
+    const ops: TxnOp[] = [];
+    for (const a of step.actions) {
+      if (a.type === 'start')
+        ops.push({ op: 'create', kind: 'tasks', id: a.task.id, value: toRecord(a.task) });
+      else {
+        const it = byId.get(a.taskId);
+        if (it) ops.push(this.setDesired(it, a.type === 'stop' ? 'shutdown' : 'running', now));
+      }
+    }
+    if (JSON.stringify(step.state) !== JSON.stringify(svc.updateStatus)) {
+      ops.push({
+        op: 'update',
+        kind: 'services',
+        id: svc.id,
+        value: { ...svc, updateStatus: step.state },
+        expectedVersion: item.version,
+      });
+    }
+    return { ops, ...(step.wakeAt !== undefined ? { wakeAt: step.wakeAt } : {}) };
+  }
+
   private setDesired(it: Item<TaskRecord>, desired: TaskRecord['desiredState'], _now: number): TxnOp {
     return {
       op: 'update',
@@ -182,7 +271,18 @@ export class Reconciler {
     };
   }
 
-  private async commit(ops: TxnOp[]): Promise<void> {
+  private async commit(all: TxnOp[]): Promise<void> {
+    // one operation per key and transaction (etcd refuses duplicates): later ones wait a pass
+    const seen = new Set<string>();
+    const ops = all.filter((o) => {
+      const key = `${o.kind}/${o.id}`;
+      if (seen.has(key)) {
+        this.again = true;
+        return false;
+      }
+      seen.add(key);
+      return true;
+    });
     // etcd limits the operations of one transaction (128 by default)
     for (let i = 0; i < ops.length; i += 100) {
       try {

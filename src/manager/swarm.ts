@@ -230,6 +230,50 @@ export class SwarmNode {
     });
   }
 
+  /**
+   * Replaces a service's spec. What the tasks run changing bumps the version and starts a
+   * rolling update on the leader; the same spec again changes nothing.
+   */
+  async updateService(
+    ref: string,
+    input: Partial<ServiceSpec>,
+    opts: { force?: boolean } = {},
+  ): Promise<ServiceRecord> {
+    return this.store.retry(async () => {
+      const svc = await this.service(ref);
+      const cur = await this.store.get<ServiceRecord>('services', svc.id);
+      const spec = normalizeServiceSpec({ ...cur.value.spec, ...input, name: cur.value.spec.name });
+      const taskSpec = (x: ServiceSpec) => JSON.stringify({ ...x, replicas: 0 });
+      const changed = opts.force || taskSpec(spec) !== taskSpec(cur.value.spec);
+      if (!changed && spec.replicas === cur.value.spec.replicas) return cur.value;
+      const next: ServiceRecord = changed
+        ? {
+            ...cur.value,
+            spec,
+            previousSpec: cur.value.spec,
+            previousVersion: cur.value.version,
+            version: cur.value.version + 1,
+            updatedAt: Date.now(),
+          }
+        : { ...cur.value, spec, updatedAt: Date.now() };
+      await this.store.update('services', svc.id, next, cur.version);
+      return next;
+    });
+  }
+
+  /** Asks the leader to roll the service back to its previous spec. */
+  async rollbackService(ref: string): Promise<ServiceRecord> {
+    return this.store.retry(async () => {
+      const svc = await this.service(ref);
+      const cur = await this.store.get<ServiceRecord>('services', svc.id);
+      if (!cur.value.previousSpec)
+        throw precondition(`service ${svc.spec.name} has no previous spec to roll back to`);
+      const next: ServiceRecord = { ...cur.value, rollbackRequested: true, updatedAt: Date.now() };
+      await this.store.update('services', svc.id, next, cur.version);
+      return next;
+    });
+  }
+
   async removeService(ref: string): Promise<void> {
     const svc = await this.service(ref);
     await this.store.delete('services', svc.id);

@@ -84,7 +84,9 @@ export class Agent {
     for (const task of this.tasks.values()) {
       if (this.busy.has(task.id)) continue;
       const c = this.containerOf(task.id);
-      const wantRunning = task.desiredState === 'running' || task.desiredState === 'ready';
+      // desired `ready` (a stop-first update's next task) waits until its predecessor has ended
+      if (task.desiredState === 'ready') continue;
+      const wantRunning = task.desiredState === 'running';
       if (wantRunning && !isTerminal(task.status.state)) {
         if (!c) this.spawn(task.id, () => this.run(task));
         else if (c.state.status === 'running' && task.status.state !== 'running') {
