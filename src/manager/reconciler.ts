@@ -51,7 +51,6 @@ export class Reconciler {
   private again = false;
   private stopped = false;
   private wakeTimer?: NodeJS.Timeout;
-  private passes = 0;
 
   constructor(
     private readonly store: Store,
@@ -193,7 +192,6 @@ export class Reconciler {
     const scheduled = await this.schedulePending(tasks.items, nodes.items, services.items, now);
     if (scheduled.wake !== undefined) wake = Math.min(wake ?? Number.POSITIVE_INFINITY, scheduled.wake);
     if (wake !== undefined && Number.isFinite(wake)) this.wakeAt(wake);
-    this.passes++;
   }
 
   /**
