@@ -51,6 +51,8 @@ t.test(
       String(client),
       '--etcd-peer-port',
       String(peer),
+      '--dispatcher-port',
+      String(await freePort()),
     ]);
     t.equal(init.code, 0, init.stderr);
     t.match(init.stdout, /Swarm initialized: current node \([0-9a-f]+\) is now a manager/);
@@ -199,6 +201,8 @@ t.test('rolling updates follow update_config; a failing update rolls back', asyn
     '--etcd-client-port',
     String(await freePort()),
     '--etcd-peer-port',
+    String(await freePort()),
+    '--dispatcher-port',
     String(await freePort()),
   ]);
   t.equal(init.code, 0, init.stderr);

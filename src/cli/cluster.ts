@@ -27,24 +27,50 @@ export function swarmCommands(getClient: GetClient): Command {
     .option('--etcd-client-port <port>', 'client port of the local etcd', int('--etcd-client-port'), 2379)
     .option('--etcd-peer-port <port>', 'peer port of the local etcd', int('--etcd-peer-port'), 2380)
     .option('--advertise-addr <addr>', 'address other nodes reach this one at', '127.0.0.1')
-    .action(
-      async (o: {
-        etcdEndpoints?: string;
-        etcdClientPort: number;
-        etcdPeerPort: number;
-        advertiseAddr: string;
-      }) => {
-        const r = await getClient().request<{ ClusterId: string; NodeId: string }>('POST', '/swarm/init', {
-          body: {
-            etcdEndpoints: o.etcdEndpoints?.split(',').filter(Boolean),
-            etcdClientPort: o.etcdClientPort,
-            etcdPeerPort: o.etcdPeerPort,
-            advertiseAddr: o.advertiseAddr,
-          },
-        });
-        process.stdout.write(`Swarm initialized: current node (${r.NodeId}) is now a manager.\n`);
-      },
-    );
+    .option(
+      '--dispatcher-port <port>',
+      'port nodes join and talk to this manager on',
+      int('--dispatcher-port'),
+      2377,
+    )
+    .action(async (o: Record<string, unknown>) => {
+      const r = await getClient().request<{ ClusterId: string; NodeId: string }>('POST', '/swarm/init', {
+        body: {
+          etcdEndpoints: (o.etcdEndpoints as string | undefined)?.split(',').filter(Boolean),
+          etcdClientPort: o.etcdClientPort,
+          etcdPeerPort: o.etcdPeerPort,
+          advertiseAddr: o.advertiseAddr,
+          dispatcherPort: o.dispatcherPort,
+        },
+      });
+      process.stdout.write(`Swarm initialized: current node (${r.NodeId}) is now a manager.\n`);
+    });
+  c.command('join-token')
+    .description('Print the command that joins a node as a worker (or manager)')
+    .argument('<role>', 'worker or manager')
+    .option('--rotate', 'replace the token first (the old one stops working)')
+    .option('-q, --quiet', 'print the token only')
+    .action(async (role: string, o: { rotate?: boolean; quiet?: boolean }) => {
+      if (role !== 'worker' && role !== 'manager') throw invalid(`unknown role "${role}": worker or manager`);
+      const r = await getClient().request<{ Token: string; Manager: string }>('GET', '/swarm/join-token', {
+        query: { role, rotate: o.rotate ? '1' : undefined },
+      });
+      if (o.quiet) return void process.stdout.write(`${r.Token}\n`);
+      process.stdout.write(
+        `To add a ${role} to this swarm, run the following command:\n\n    tsswarm swarm join --token ${r.Token} ${r.Manager}\n\n`,
+      );
+    });
+  c.command('join')
+    .description('Join a swarm as a worker, through one of its managers')
+    .argument('<manager>', 'HOST:PORT of a manager')
+    .requiredOption('--token <token>', 'the join token (tsswarm swarm join-token worker)')
+    .option('--advertise-addr <addr>', 'address of this node')
+    .action(async (manager: string, o: { token: string; advertiseAddr?: string }) => {
+      await getClient().request('POST', '/swarm/join', {
+        body: { token: o.token, manager, advertiseAddr: o.advertiseAddr },
+      });
+      process.stdout.write('This node joined a swarm as a worker.\n');
+    });
   return c;
 }
 

@@ -3,26 +3,32 @@ import type { ServiceSpec } from '../api/cluster.js';
 import { invalid, precondition } from '../api/errors.js';
 import type { Engine } from '../engine/engine.js';
 import { type InitOptions, SwarmNode } from '../manager/swarm.js';
+import { WorkerNode } from '../worker/workerNode.js';
 
 /** The daemon's swarm membership: none until `swarm init`, restored at daemon start. */
 export class SwarmHolder {
   node?: SwarmNode;
+  worker?: WorkerNode;
   constructor(
     readonly engine: Engine,
     private readonly log: (m: string) => void,
   ) {}
 
   async restore(): Promise<void> {
-    this.node = await SwarmNode.restore(this.engine, this.log);
+    if (WorkerNode.isWorker(this.engine.opts.dataRoot))
+      this.worker = await WorkerNode.restore(this.engine, this.log);
+    else this.node = await SwarmNode.restore(this.engine, this.log);
   }
 
   manager(): SwarmNode {
+    if (this.worker) throw precondition('this node is a worker: run this command against a manager');
     if (!this.node) throw precondition('this node is not a swarm manager: run `tsswarm swarm init` first');
     return this.node;
   }
 
   async close(): Promise<void> {
     await this.node?.close();
+    await this.worker?.close();
   }
 }
 
@@ -33,7 +39,7 @@ export function registerClusterRoutes(
   log: (m: string) => void,
 ): void {
   app.post<{ Body: InitOptions }>('/swarm/init', async (req, reply) => {
-    if (swarm.node) throw precondition('this node is already part of a swarm');
+    if (swarm.node || swarm.worker) throw precondition('this node is already part of a swarm');
     const body = req.body ?? {};
     for (const p of [body.etcdClientPort, body.etcdPeerPort]) {
       if (p !== undefined && (!Number.isInteger(p) || p < 1 || p > 65535)) throw invalid(`invalid port ${p}`);
@@ -41,6 +47,25 @@ export function registerClusterRoutes(
     swarm.node = await SwarmNode.init(swarm.engine, body, log);
     reply.code(201);
     return { ClusterId: swarm.node.state.clusterId, NodeId: swarm.node.state.nodeId };
+  });
+  app.post<{ Body: { token?: string; manager?: string; advertiseAddr?: string } }>(
+    '/swarm/join',
+    async (req) => {
+      if (swarm.node || swarm.worker) throw precondition('this node is already part of a swarm');
+      const b = req.body ?? {};
+      if (!b.token || !b.manager) throw invalid('swarm join needs a token and a manager address');
+      swarm.worker = await WorkerNode.join(
+        swarm.engine,
+        { token: b.token, manager: b.manager, advertiseAddr: b.advertiseAddr },
+        log,
+      );
+      return { NodeId: swarm.worker.state.nodeId, ClusterId: swarm.worker.state.clusterId };
+    },
+  );
+  app.get<{ Querystring: { role?: string; rotate?: string } }>('/swarm/join-token', async (req) => {
+    const m = swarm.manager();
+    const role = (req.query.role ?? 'worker') as 'worker' | 'manager';
+    return { Token: await m.joinToken(role, req.query.rotate === '1'), Manager: m.managerAddress };
   });
   app.get('/swarm', async () => {
     const n = swarm.manager();

@@ -28,15 +28,20 @@ export class LocalLink implements ManagerLink {
   }
 
   async report(updates: StatusUpdate[]): Promise<void> {
-    for (const u of updates) {
-      await this.store.retry(async () => {
-        const cur = await this.store.find<TaskRecord>('tasks', u.taskId);
-        if (!cur) return; // the task is gone: nothing to record
-        if (!canTransition(cur.value.status.state, u.status.state)) return;
-        const next: TaskRecord = { ...cur.value, status: u.status };
-        if (u.containerId) next.containerId = u.containerId;
-        await this.store.update('tasks', u.taskId, next, cur.version);
-      });
-    }
+    await recordStatus(this.store, updates);
+  }
+}
+
+/** Records task status reports; a status only moves forward, and a vanished task is ignored. */
+export async function recordStatus(store: Store, updates: StatusUpdate[]): Promise<void> {
+  for (const u of updates) {
+    await store.retry(async () => {
+      const cur = await store.find<TaskRecord>('tasks', u.taskId);
+      if (!cur) return;
+      if (!canTransition(cur.value.status.state, u.status.state)) return;
+      const next: TaskRecord = { ...cur.value, status: u.status };
+      if (u.containerId) next.containerId = u.containerId;
+      await store.update('tasks', u.taskId, next, cur.version);
+    });
   }
 }

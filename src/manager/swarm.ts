@@ -17,6 +17,10 @@ import { atomicWriteJson } from '../engine/fsutil.js';
 import { parseConstraint } from '../scheduler/constraints.js';
 import { VERSION } from '../version.js';
 import { Agent } from '../worker/agent.js';
+import { createClusterCA, issueNodeCertificate, newNodeKey } from './ca/ca.js';
+import type { NodeCredentials } from './ca/tls.js';
+import { caDigest, formatJoinToken, newJoinToken } from './ca/token.js';
+import { DEFAULT_DISPATCHER_PORT, Dispatcher } from './dispatcher.js';
 import { EtcdSupervisor } from './etcd/supervisor.js';
 import { LocalLink } from './localLink.js';
 import { Reconciler } from './reconciler.js';
@@ -25,16 +29,25 @@ import type { Leadership, Store } from './store/types.js';
 
 /** What a node remembers of its swarm across daemon restarts (DATA_ROOT/swarm.json). */
 interface SwarmState {
+  role: 'manager';
   clusterId: string;
   nodeId: string;
   etcd: { endpoints: string[]; embedded?: { clientPort: number; peerPort: number } };
+  dispatcher: { host: string; port: number };
 }
+
+/** The cluster record: its CA and the current join-token secrets live only in etcd. */
+type ClusterWithSecrets = ClusterRecord & {
+  ca: { certPem: string; keyPem: string };
+  secrets: { worker: string; manager: string };
+};
 
 export interface InitOptions {
   etcdEndpoints?: string[];
   etcdClientPort?: number;
   etcdPeerPort?: number;
   advertiseAddr?: string;
+  dispatcherPort?: number;
 }
 
 const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
@@ -47,6 +60,7 @@ export class SwarmNode {
   private leadership?: Leadership;
   private reconciler?: Reconciler;
   private agent?: Agent;
+  private dispatcher?: Dispatcher;
 
   private constructor(
     private readonly engine: Engine,
@@ -66,7 +80,10 @@ export class SwarmNode {
     if (existsSync(SwarmNode.statePath(dataRoot))) {
       throw conflict('this node is already part of a swarm: use `tsswarm swarm leave --force` first');
     }
+    const advertise = opts.advertiseAddr ?? '127.0.0.1';
     const state: SwarmState = {
+      role: 'manager',
+      dispatcher: { host: advertise, port: opts.dispatcherPort ?? DEFAULT_DISPATCHER_PORT },
       clusterId: randomBytes(12).toString('hex'),
       nodeId: randomBytes(12).toString('hex'),
       etcd: opts.etcdEndpoints?.length
@@ -78,19 +95,41 @@ export class SwarmNode {
     };
     const node = await SwarmNode.open(engine, state, log);
     try {
-      const cluster: ClusterRecord = { id: state.clusterId, createdAt: Date.now() };
+      const ca = await createClusterCA({ clusterId: state.clusterId });
+      const cluster: ClusterWithSecrets = {
+        id: state.clusterId,
+        createdAt: Date.now(),
+        ca,
+        secrets: {
+          worker: newJoinToken('worker', ca.certPem).secret,
+          manager: newJoinToken('manager', ca.certPem).secret,
+        },
+      };
       await node.store.create('cluster', 'swarm', cluster).catch(() => {
         throw conflict(
           'the etcd cluster already holds a swarm: point --etcd-endpoints at an empty etcd or join that swarm',
         );
       });
-      await node.register(opts.advertiseAddr ?? '127.0.0.1');
+      const key = newNodeKey();
+      const certPem = await issueNodeCertificate(ca, {
+        nodeId: state.nodeId,
+        role: 'manager',
+        hostname: hostname(),
+        addresses: [...new Set([advertise, '127.0.0.1'])],
+        publicKeyPem: key.publicKeyPem,
+      });
+      await atomicWriteJson(join(dataRoot, 'swarm-creds.json'), {
+        caCertPem: ca.certPem,
+        certPem,
+        keyPem: key.keyPem,
+      });
+      await node.register(advertise);
       await atomicWriteJson(SwarmNode.statePath(dataRoot), state);
+      await node.startRoles();
     } catch (e) {
       await node.close();
       throw e;
     }
-    node.startRoles();
     return node;
   }
 
@@ -100,7 +139,7 @@ export class SwarmNode {
     if (!existsSync(path)) return undefined;
     const state = JSON.parse(readFileSync(path, 'utf8')) as SwarmState;
     const node = await SwarmNode.open(engine, state, log);
-    node.startRoles();
+    await node.startRoles();
     log(`rejoined swarm ${state.clusterId} as node ${state.nodeId}`);
     return node;
   }
@@ -142,7 +181,12 @@ export class SwarmNode {
     await this.store.create('nodes', node.id, node);
   }
 
-  private startRoles(): void {
+  private async startRoles(): Promise<void> {
+    const creds = JSON.parse(
+      readFileSync(join(this.engine.opts.dataRoot, 'swarm-creds.json'), 'utf8'),
+    ) as NodeCredentials;
+    this.dispatcher = new Dispatcher(this.store, { ...this.state.dispatcher, creds, log: this.log });
+    await this.dispatcher.start();
     this.leadership = this.store.campaign('leader', this.state.nodeId);
     void this.leadership.elected.then(() => {
       this.log(`node ${this.state.nodeId} is the leader`);
@@ -159,6 +203,7 @@ export class SwarmNode {
   }
 
   async close(): Promise<void> {
+    await this.dispatcher?.close().catch(() => {});
     await this.agent?.stop().catch(() => {});
     await this.reconciler?.stop().catch(() => {});
     await this.leadership?.resign().catch(() => {});
@@ -167,6 +212,26 @@ export class SwarmNode {
   }
 
   // ---- API ----
+
+  /** The join token for a role; `rotate` replaces its secret first (older tokens stop working). */
+  async joinToken(role: 'worker' | 'manager', rotate = false): Promise<string> {
+    if (role !== 'worker' && role !== 'manager') throw invalid(`unknown role "${role}": worker or manager`);
+    return this.store.retry(async () => {
+      const cur = await this.store.get<ClusterWithSecrets>('cluster', 'swarm');
+      let secret = cur.value.secrets[role];
+      if (rotate) {
+        secret = newJoinToken(role, cur.value.ca.certPem).secret;
+        const next = { ...cur.value, secrets: { ...cur.value.secrets, [role]: secret } };
+        await this.store.update('cluster', 'swarm', next, cur.version);
+      }
+      return formatJoinToken(caDigest(cur.value.ca.certPem), secret);
+    });
+  }
+
+  /** Where nodes join this manager. */
+  get managerAddress(): string {
+    return `${this.state.dispatcher.host}:${this.state.dispatcher.port}`;
+  }
 
   async nodes(): Promise<NodeRecord[]> {
     return (await this.store.list<NodeRecord>('nodes')).items.map((i) => i.value);
