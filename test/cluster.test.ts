@@ -1,0 +1,198 @@
+import t from 'tap';
+import type { NodeRecord, TaskRecord } from '../src/api/cluster.js';
+import { type HostDaemon, loadImagesOn, startHosts } from './lib/hosts.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until<T>(
+  what: string,
+  get: () => Promise<T>,
+  check: (v: T) => boolean,
+  timeoutMs = 30_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: T = await get();
+  while (!check(last)) {
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}: ${JSON.stringify(last).slice(0, 1500)}`);
+    await sleep(150);
+    last = await get();
+  }
+  return last;
+}
+
+const json = async <T>(d: HostDaemon, args: string[]): Promise<T> => {
+  const r = await d.cli([...args, '--format', 'json']);
+  if (r.code !== 0) throw new Error(`${args.join(' ')}: ${r.stderr}`);
+  return JSON.parse(r.stdout) as T;
+};
+const running = (ts: TaskRecord[]) =>
+  ts.filter((x) => x.desiredState === 'running' && x.status.state === 'running');
+const perNode = (ts: TaskRecord[]) => {
+  const m: Record<string, number> = {};
+  for (const x of running(ts)) m[x.nodeId!] = (m[x.nodeId!] ?? 0) + 1;
+  return m;
+};
+
+t.test(
+  'three hosts: workers join over TLS, tasks spread, a dead host is replaced, its return leaves no duplicates',
+  async (t) => {
+    const hosts = await startHosts(t, { count: 3 });
+    const [m, w2, w3] = await Promise.all([1, 2, 3].map((i) => hosts.startDaemon(i)));
+    await Promise.all([m!, w2!, w3!].map((h) => loadImagesOn(h)));
+
+    const init = await m!.cli(['swarm', 'init', '--advertise-addr', hosts.address(1)]);
+    t.equal(init.code, 0, init.stderr);
+    const token = (await m!.cli(['swarm', 'join-token', '-q', 'worker'])).stdout.trim();
+    t.match(token, /^SWMTKN-1-[0-9a-z]+-[0-9a-z]+$/);
+
+    const wrong = await w2!.cli([
+      'swarm',
+      'join',
+      '--token',
+      `${token.slice(0, -4)}zzzz`,
+      `${hosts.address(1)}:2377`,
+    ]);
+    t.not(wrong.code, 0, 'a bad token is refused');
+    t.match(wrong.stderr, /not valid for this cluster/);
+
+    for (const [i, w] of [
+      [2, w2!],
+      [3, w3!],
+    ] as const) {
+      const j = await w.cli([
+        'swarm',
+        'join',
+        '--token',
+        token,
+        '--advertise-addr',
+        hosts.address(i),
+        `${hosts.address(1)}:2377`,
+      ]);
+      t.equal(j.code, 0, j.stderr);
+    }
+    const nodes = await until(
+      '3 ready nodes',
+      () => json<NodeRecord[]>(m!, ['node', 'ls']),
+      (n) => n.filter((x) => x.status === 'ready').length === 3,
+    );
+    t.same(nodes.map((n) => n.role).sort(), ['manager', 'worker', 'worker']);
+    const ids = Object.fromEntries(nodes.map((n) => [n.address, n.id]));
+    const workerRefused = await w2!.cli(['service', 'ls']);
+    t.match(workerRefused.stderr, /this node is a worker/, 'workers have no cluster API');
+
+    t.equal(
+      (
+        await m!.cli([
+          'service',
+          'create',
+          '--name',
+          'web',
+          '--replicas',
+          '6',
+          'busybox:test',
+          'sleep',
+          '600',
+        ])
+      ).code,
+      0,
+    );
+    let tasks = await until(
+      '6 running',
+      () => json<TaskRecord[]>(m!, ['service', 'ps', 'web']),
+      (ts) => running(ts).length === 6,
+      60_000,
+    );
+    t.same(Object.values(perNode(tasks)).sort(), [2, 2, 2], 'spread: two tasks on each node');
+
+    t.equal(
+      (
+        await m!.cli([
+          'service',
+          'create',
+          '--name',
+          'only-workers',
+          '--replicas',
+          '2',
+          '--constraint',
+          'node.role==worker',
+          'busybox:test',
+          'sleep',
+          '600',
+        ])
+      ).code,
+      0,
+    );
+    const constrained = await until(
+      '2 running',
+      () => json<TaskRecord[]>(m!, ['service', 'ps', 'only-workers']),
+      (ts) => running(ts).length === 2,
+      60_000,
+    );
+    t.notOk(
+      running(constrained).some((x) => x.nodeId === ids[hosts.address(1)]),
+      'the constraint keeps tasks off the manager',
+    );
+
+    await t.test('a dead host is marked down and its replicas run elsewhere', async (t) => {
+      const dead = ids[hosts.address(3)]!;
+      const t0 = Date.now();
+      await hosts.killHost(3);
+      tasks = await until(
+        'replicas off the dead host',
+        () => json<TaskRecord[]>(m!, ['service', 'ps', 'web']),
+        (ts) => running(ts).length === 6 && !running(ts).some((x) => x.nodeId === dead),
+        60_000,
+      );
+      t.comment(`host 3 killed → its replicas running elsewhere after ${Date.now() - t0} ms`);
+      const n = await json<NodeRecord[]>(m!, ['node', 'ls']);
+      t.equal(n.find((x) => x.id === dead)?.status, 'down');
+      t.same(Object.values(perNode(tasks)).sort(), [3, 3], 'the six replicas over the two live nodes');
+    });
+
+    await t.test('when the host comes back, its stale tasks are shut down: no duplicates', async (t) => {
+      const back = ids[hosts.address(3)]!;
+      await w3!.restart();
+      await until(
+        'host 3 ready',
+        () => json<NodeRecord[]>(m!, ['node', 'ls']),
+        (n) => n.find((x) => x.id === back)?.status === 'ready',
+        60_000,
+      );
+      const containersOn3 = async () =>
+        JSON.parse((await w3!.cli(['container', 'ps', '--format', 'json'])).stdout) as Array<{
+          Name: string;
+        }>;
+      await until(
+        'no web container left on host 3',
+        containersOn3,
+        (cs) => !cs.some((c) => c.Name.startsWith('web.')),
+        60_000,
+      );
+      tasks = await json<TaskRecord[]>(m!, ['service', 'ps', 'web']);
+      t.equal(running(tasks).length, 6, 'still exactly six');
+      let total = 0;
+      for (const h of [m!, w2!, w3!]) {
+        const cs = JSON.parse((await h.cli(['container', 'ps', '--format', 'json'])).stdout) as Array<{
+          Name: string;
+        }>;
+        total += cs.filter((c) => c.Name.startsWith('web.')).length;
+      }
+      t.equal(total, 6, 'six web containers across the hosts');
+    });
+
+    await t.test('removing the services stops their containers on every host', async (t) => {
+      t.equal((await m!.cli(['service', 'rm', 'web', 'only-workers'])).code, 0);
+      for (const h of [m!, w2!, w3!]) {
+        await until(
+          'no containers',
+          async () =>
+            JSON.parse((await h.cli(['container', 'ps', '-a', '--format', 'json'])).stdout) as unknown[],
+          (cs) => cs.length === 0,
+          60_000,
+        );
+      }
+      t.pass('every host is empty');
+    });
+  },
+);
