@@ -23,7 +23,6 @@ interface WorkerState {
 export class WorkerNode {
   private constructor(
     readonly state: WorkerState,
-    private readonly link: RemoteLink,
     private readonly agent: Agent,
   ) {}
 
@@ -89,7 +88,7 @@ export class WorkerNode {
     const agent = new Agent(engine, link, state.nodeId, log);
     link.startHeartbeats();
     await agent.start();
-    return new WorkerNode(state, link, agent);
+    return new WorkerNode(state, agent);
   }
 
   async close(): Promise<void> {
