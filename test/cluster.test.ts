@@ -181,6 +181,76 @@ t.test(
       t.equal(total, 6, 'six web containers across the hosts');
     });
 
+    await t.test('labels steer placement; drain moves tasks away; bad updates are refused', async (t) => {
+      const n2 = ids[hosts.address(2)]!;
+      t.equal((await m!.cli(['node', 'update', '--label-add', 'zone=a', n2])).code, 0);
+      t.equal(
+        (
+          await m!.cli([
+            'service',
+            'create',
+            '--name',
+            'zoned',
+            '--replicas',
+            '2',
+            '--constraint',
+            'node.labels.zone==a',
+            'busybox:test',
+            'sleep',
+            '600',
+          ])
+        ).code,
+        0,
+      );
+      let zoned = await until(
+        'zoned on host 2',
+        () => json<TaskRecord[]>(m!, ['service', 'ps', 'zoned']),
+        (ts) => running(ts).length === 2,
+        60_000,
+      );
+      t.ok(
+        running(zoned).every((x) => x.nodeId === n2),
+        'both on the labelled node',
+      );
+
+      t.equal((await m!.cli(['node', 'update', '--availability', 'drain', n2])).code, 0);
+      tasks = await until(
+        'web off the drained node',
+        () => json<TaskRecord[]>(m!, ['service', 'ps', 'web']),
+        (ts) => running(ts).length === 6 && !running(ts).some((x) => x.nodeId === n2),
+        60_000,
+      );
+      t.pass('web replicas left the drained node');
+      zoned = await until(
+        'zoned pending with a reason',
+        () => json<TaskRecord[]>(m!, ['service', 'ps', 'zoned']),
+        (ts) =>
+          ts.some((x) => x.status.state === 'pending' && /no suitable node/.test(x.status.message ?? '')),
+        60_000,
+      );
+      t.match(
+        zoned.find((x) => x.status.state === 'pending')!.status.message,
+        /scheduling constraints not satisfied on \d+ node/,
+      );
+      const table = await m!.cli(['service', 'ps', 'zoned']);
+      t.match(table.stdout, /no suitable node/, 'service ps explains why a task is not placed');
+
+      t.equal((await m!.cli(['node', 'update', '--availability', 'active', n2])).code, 0);
+      await until(
+        'zoned back',
+        () => json<TaskRecord[]>(m!, ['service', 'ps', 'zoned']),
+        (ts) => running(ts).length === 2,
+        60_000,
+      );
+      const bad = await m!.cli(['node', 'update', '--label-rm', 'nope', n2]);
+      t.match(bad.stderr, /has no label "nope"/);
+      const ghost = await m!.cli(['node', 'update', '--availability', 'pause', 'ghost']);
+      t.match(ghost.stderr, /no such node: ghost/);
+      const self = await m!.cli(['node', 'rm', ids[hosts.address(1)]!]);
+      t.match(self.stderr, /cannot remove itself/);
+      t.equal((await m!.cli(['service', 'rm', 'zoned'])).code, 0);
+    });
+
     await t.test('removing the services stops their containers on every host', async (t) => {
       t.equal((await m!.cli(['service', 'rm', 'web', 'only-workers'])).code, 0);
       for (const h of [m!, w2!, w3!]) {

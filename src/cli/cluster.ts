@@ -76,6 +76,40 @@ export function swarmCommands(getClient: GetClient): Command {
 
 export function nodeCommands(getClient: GetClient): Command {
   const c = new Command('node').description('Manage swarm nodes');
+  c.command('inspect')
+    .description('Show nodes (JSON)')
+    .argument('<node...>')
+    .action(async (refs: string[]) => {
+      const out = [];
+      for (const r of refs) out.push(await getClient().request('GET', `/nodes/${enc(r)}`));
+      json(out);
+    });
+  c.command('update')
+    .description(
+      'Change a node: availability (drain moves its tasks away, pause takes no new ones) and labels',
+    )
+    .argument('<node>')
+    .addOption(
+      new Option('--availability <a>', 'active, pause or drain').choices(['active', 'pause', 'drain']),
+    )
+    .option('--label-add <key=value>', 'add or change a label', collect)
+    .option('--label-rm <key>', 'remove a label', collect)
+    .action(async (ref: string, o: { availability?: string; labelAdd?: string[]; labelRm?: string[] }) => {
+      await getClient().request('POST', `/nodes/${enc(ref)}/update`, { body: o });
+      process.stdout.write(`${ref}\n`);
+    });
+  c.command('rm')
+    .description('Remove a node that is down from the swarm')
+    .argument('<node...>')
+    .option('-f, --force', 'remove it even if it is not down')
+    .action(async (refs: string[], o: { force?: boolean }) => {
+      for (const r of refs) {
+        await getClient().request('DELETE', `/nodes/${enc(r)}`, {
+          query: { force: o.force ? '1' : undefined },
+        });
+        process.stdout.write(`${r}\n`);
+      }
+    });
   c.command('ls')
     .description('List the nodes of the swarm')
     .addOption(formatOption())

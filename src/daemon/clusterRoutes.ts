@@ -72,6 +72,18 @@ export function registerClusterRoutes(
     return { ClusterId: n.state.clusterId, NodeId: n.state.nodeId, Etcd: n.state.etcd.endpoints };
   });
   app.get('/nodes', async () => swarm.manager().nodes());
+  app.get<{ Params: { ref: string } }>('/nodes/:ref', async (req) => swarm.manager().node(req.params.ref));
+  app.post<{
+    Params: { ref: string };
+    Body: { availability?: string; labelAdd?: string[]; labelRm?: string[] };
+  }>('/nodes/:ref/update', async (req) => swarm.manager().updateNode(req.params.ref, req.body ?? {}));
+  app.delete<{ Params: { ref: string }; Querystring: { force?: string } }>(
+    '/nodes/:ref',
+    async (req, reply) => {
+      await swarm.manager().removeNode(req.params.ref, req.query.force === '1');
+      reply.code(204);
+    },
+  );
   app.get('/services', async () => swarm.manager().services());
   app.post<{ Body: Partial<ServiceSpec> & { image?: string } }>('/services', async (req, reply) => {
     const rec = await swarm.manager().createService(req.body ?? {});

@@ -237,6 +237,61 @@ export class SwarmNode {
     return (await this.store.list<NodeRecord>('nodes')).items.map((i) => i.value);
   }
 
+  /** By id, unique id prefix or hostname. */
+  async node(ref: string): Promise<NodeRecord> {
+    const all = await this.nodes();
+    const found =
+      all.find((n) => n.id === ref) ?? all.filter((n) => n.id.startsWith(ref) || n.hostname === ref);
+    if (!Array.isArray(found)) return found;
+    if (found.length === 1) return found[0]!;
+    if (found.length > 1) throw invalid(`node "${ref}" is ambiguous: use its id`);
+    throw notFound(`no such node: ${ref}`);
+  }
+
+  /** `node update`: availability (drain moves the node's tasks, pause stops new ones) and labels. */
+  async updateNode(
+    ref: string,
+    change: { availability?: string; labelAdd?: string[]; labelRm?: string[] },
+  ): Promise<NodeRecord> {
+    if (change.availability !== undefined && !['active', 'pause', 'drain'].includes(change.availability)) {
+      throw invalid(`invalid availability "${change.availability}": active, pause or drain`);
+    }
+    const add: Record<string, string> = {};
+    for (const l of change.labelAdd ?? []) {
+      const eq = l.indexOf('=');
+      const [k, v] = eq < 0 ? [l, ''] : [l.slice(0, eq), l.slice(eq + 1)];
+      if (!/^[a-zA-Z0-9][a-zA-Z0-9_.\-/]*$/.test(k))
+        throw invalid(`invalid label "${l}": expected KEY or KEY=VALUE`);
+      add[k] = v;
+    }
+    return this.store.retry(async () => {
+      const n = await this.node(ref);
+      const cur = await this.store.get<NodeRecord>('nodes', n.id);
+      const labels = { ...cur.value.labels, ...add };
+      for (const k of change.labelRm ?? []) {
+        if (!(k in labels)) throw invalid(`node ${n.hostname} has no label "${k}"`);
+        delete labels[k];
+      }
+      const next: NodeRecord = {
+        ...cur.value,
+        labels,
+        ...(change.availability ? { availability: change.availability as NodeRecord['availability'] } : {}),
+      };
+      await this.store.update('nodes', n.id, next, cur.version);
+      return next;
+    });
+  }
+
+  /** `node rm`: only a node that is down (or with force), never this manager itself. */
+  async removeNode(ref: string, force = false): Promise<void> {
+    const n = await this.node(ref);
+    if (n.id === this.state.nodeId) throw precondition('a manager cannot remove itself');
+    if (n.status !== 'down' && !force) {
+      throw precondition(`node ${n.hostname} is ${n.status}: stop it first, or use --force`);
+    }
+    await this.store.delete('nodes', n.id);
+  }
+
   async services(): Promise<ServiceRecord[]> {
     return (await this.store.list<ServiceRecord>('services')).items.map((i) => i.value);
   }
