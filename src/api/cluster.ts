@@ -36,6 +36,8 @@ export interface ServiceSpec {
   maxReplicasPerNode?: number;
   reservations: { nanoCpus: number; memoryBytes: number };
   labels: Record<string, string>;
+  /** Names of services that must have a running task before this one starts (depends_on). */
+  dependsOn?: string[];
 }
 
 export interface ServiceRecord {

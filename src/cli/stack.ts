@@ -1,11 +1,61 @@
 import { Command, Option } from 'commander';
+import type { Client } from '../api/client.js';
+import type { ServiceRecord, TaskRecord } from '../api/cluster.js';
+import { invalid, TsswarmError } from '../api/errors.js';
 import { loadStack } from '../manager/stack/load.js';
 import { renderStack, type StackFormat } from '../manager/stack/render.js';
+import { table } from './render.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
+const STACK_LABEL = 'org.tsswarm.stack.namespace';
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** `tsswarm stack …`: stack files (Compose format). `config` reads them without any daemon. */
-export function stackCommands(): Command {
+interface DeployResult {
+  stack: string;
+  created: string[];
+  updated: string[];
+  unchanged: string[];
+  removed: string[];
+}
+
+/** Waits until every service of the stack runs its desired tasks, printing progress; false on timeout. */
+async function converge(client: Client, stack: string, timeoutMs: number, quiet: boolean): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  let lastLine = '';
+  for (;;) {
+    const [services, tasks] = await Promise.all([
+      client.request<ServiceRecord[]>('GET', '/services'),
+      client.request<TaskRecord[]>('GET', '/tasks'),
+    ]);
+    const mine = services.filter((s) => s.spec.labels[STACK_LABEL] === stack);
+    let done = true;
+    const parts: string[] = [];
+    const problems: string[] = [];
+    for (const s of mine) {
+      const ts = tasks.filter((t) => t.serviceId === s.id && t.desiredState === 'running');
+      const running = ts.filter((t) => t.status.state === 'running' && t.specVersion === s.version).length;
+      const want = s.spec.mode === 'global' ? ts.length : s.spec.replicas;
+      if (running < want || (s.spec.mode === 'global' && ts.length === 0)) done = false;
+      parts.push(`${s.spec.name} ${running}/${want}`);
+      for (const t of ts) {
+        const why = t.status.err ?? (t.status.state === 'pending' ? t.status.message : undefined);
+        if (why) problems.push(`${s.spec.name}: ${why}`);
+      }
+    }
+    const line = parts.join('  ');
+    if (!quiet && line !== lastLine) process.stderr.write(`${line}\n`);
+    lastLine = line;
+    if (done) return true;
+    if (Date.now() > deadline) {
+      for (const p of [...new Set(problems)]) process.stderr.write(`  ${p}\n`);
+      return false;
+    }
+    await sleep(300);
+  }
+}
+
+/** `tsswarm stack …` and `tsswarm deploy`. `config` reads stack files without any daemon. */
+export function stackCommands(getClient: () => Client): Command {
   const stack = new Command('stack').description('Stacks: services and networks described by a Compose file');
 
   stack
@@ -26,5 +76,134 @@ export function stackCommands(): Command {
       process.stdout.write(renderStack(loaded, o.format));
     });
 
+  stack.addCommand(deployCommand(getClient, 'deploy'));
+
+  stack
+    .command('ls')
+    .description('List stacks')
+    .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'))
+    .action(async (o: { format: string }) => {
+      const list = await getClient().request<Array<{ name: string; services: number }>>('GET', '/stacks');
+      if (o.format === 'json') return void process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
+      process.stdout.write(
+        table(
+          ['NAME', 'SERVICES'],
+          list.map((s) => [s.name, String(s.services)]),
+        ),
+      );
+    });
+
+  stack
+    .command('services')
+    .description("List a stack's services")
+    .argument('<stack>')
+    .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'))
+    .action(async (name: string, o: { format: string }) => {
+      const services = (await getClient().request<ServiceRecord[]>('GET', '/services')).filter(
+        (s) => s.spec.labels[STACK_LABEL] === name,
+      );
+      if (services.length === 0) throw new TsswarmError('not_found', `no such stack: ${name}`);
+      if (o.format === 'json') return void process.stdout.write(`${JSON.stringify(services, null, 2)}\n`);
+      process.stdout.write(
+        table(
+          ['ID', 'NAME', 'MODE', 'REPLICAS', 'IMAGE'],
+          services.map((s) => [
+            s.id.slice(0, 12),
+            s.spec.name,
+            s.spec.mode,
+            String(s.spec.replicas),
+            s.spec.container.image,
+          ]),
+        ),
+      );
+    });
+
+  stack
+    .command('ps')
+    .description("List a stack's tasks")
+    .argument('<stack>')
+    .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'))
+    .action(async (name: string, o: { format: string }) => {
+      const client = getClient();
+      const services = (await client.request<ServiceRecord[]>('GET', '/services')).filter(
+        (s) => s.spec.labels[STACK_LABEL] === name,
+      );
+      if (services.length === 0) throw new TsswarmError('not_found', `no such stack: ${name}`);
+      const ids = new Set(services.map((s) => s.id));
+      const tasks = (await client.request<TaskRecord[]>('GET', '/tasks')).filter((t) => ids.has(t.serviceId));
+      if (o.format === 'json') return void process.stdout.write(`${JSON.stringify(tasks, null, 2)}\n`);
+      process.stdout.write(
+        table(
+          ['ID', 'NAME', 'NODE', 'DESIRED STATE', 'CURRENT STATE', 'ERROR'],
+          tasks.map((t) => [
+            t.id.slice(0, 12),
+            `${t.serviceName}.${t.slot ?? t.nodeId?.slice(0, 12)}`,
+            t.nodeId?.slice(0, 12) ?? '',
+            t.desiredState,
+            t.status.state,
+            t.status.err ?? '',
+          ]),
+        ),
+      );
+    });
+
+  stack
+    .command('rm')
+    .description('Remove stacks (their services and tasks)')
+    .argument('<stack...>')
+    .action(async (names: string[]) => {
+      for (const n of names) {
+        const r = await getClient().request<{ removed: string[] }>(
+          'DELETE',
+          `/stacks/${encodeURIComponent(n)}`,
+        );
+        for (const s of r.removed) process.stdout.write(`Removing service ${s}\n`);
+      }
+    });
+
   return stack;
+}
+
+/** `tsswarm deploy` (also `tsswarm stack deploy`). */
+export function deployCommand(getClient: () => Client, name = 'deploy'): Command {
+  return new Command(name)
+    .description('Deploy a stack file: create, update and (with --prune) remove services to match it')
+    .argument('[file]', 'stack file (or use -c)')
+    .argument('[name]', "stack name (default: the file's top-level name, else its directory's name)")
+    .option('-c, --compose-file <file>', 'stack file; repeat to merge several', collect)
+    .option('--prune', "remove the stack's services that are no longer in the file")
+    .option('-d, --detach', 'return at once instead of waiting for the services to converge')
+    .option('--timeout <seconds>', 'how long to wait for convergence', '120')
+    .option('-q, --quiet', 'no progress lines')
+    .action(
+      async (
+        file: string | undefined,
+        nameArg: string | undefined,
+        o: { composeFile?: string[]; prune?: boolean; detach?: boolean; timeout: string; quiet?: boolean },
+      ) => {
+        const files = o.composeFile?.length ? o.composeFile : file ? [file] : [];
+        let stackName = nameArg;
+        if (o.composeFile?.length && file && !nameArg) stackName = file; // `deploy -c f.yml NAME`
+        if (files.length === 0)
+          throw invalid('deploy needs a stack file: tsswarm deploy stack.yml [NAME] or -c FILE');
+        const timeout = Number(o.timeout);
+        if (!Number.isFinite(timeout) || timeout <= 0) throw invalid(`invalid --timeout "${o.timeout}"`);
+        const { stack, warnings } = await loadStack(files, { name: stackName });
+        for (const w of warnings) process.stderr.write(`WARNING: ${w}\n`);
+        const client = getClient();
+        const r = await client.request<DeployResult>('POST', '/stacks/deploy', {
+          body: { stack, prune: !!o.prune },
+        });
+        for (const s of r.created) process.stdout.write(`Creating service ${s}\n`);
+        for (const s of r.updated) process.stdout.write(`Updating service ${s}\n`);
+        for (const s of r.removed) process.stdout.write(`Removing service ${s}\n`);
+        if (o.detach) return;
+        if (!(await converge(client, r.stack, timeout * 1000, !!o.quiet))) {
+          throw new TsswarmError(
+            'precondition',
+            `stack ${r.stack} did not converge within ${timeout}s (see above)`,
+          );
+        }
+      },
+    );
 }

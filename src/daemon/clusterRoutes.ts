@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ServiceSpec } from '../api/cluster.js';
 import { invalid, precondition } from '../api/errors.js';
 import type { Engine } from '../engine/engine.js';
+import type { NormalizedStack } from '../manager/stack/types.js';
 import { type InitOptions, SwarmNode } from '../manager/swarm.js';
 import { WorkerNode } from '../worker/workerNode.js';
 
@@ -108,6 +109,14 @@ export function registerClusterRoutes(
     await swarm.manager().removeService(req.params.ref);
     reply.code(204);
   });
+  app.post<{ Body: { stack?: NormalizedStack; prune?: boolean } }>('/stacks/deploy', async (req) => {
+    if (!req.body?.stack) throw invalid('deploy needs a stack');
+    return swarm.manager().deployStack(req.body.stack, !!req.body.prune);
+  });
+  app.get('/stacks', async () => swarm.manager().stacks());
+  app.delete<{ Params: { name: string } }>('/stacks/:name', async (req) => ({
+    removed: await swarm.manager().removeStack(req.params.name),
+  }));
   app.get<{ Querystring: { service?: string } }>('/tasks', async (req) =>
     swarm.manager().tasks(req.query.service),
   );

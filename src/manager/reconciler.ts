@@ -141,8 +141,22 @@ export class Reconciler {
       }
     }
 
+    // depends_on: a service starts only once each service it depends on has a running task
+    const runningByName = new Map<string, number>();
+    for (const { value: svc } of services.items) {
+      const n = (byService.get(svc.id) ?? []).filter(
+        (t) => t.value.status.state === 'running' && t.value.desiredState === 'running',
+      ).length;
+      runningByName.set(svc.spec.name, n);
+    }
+
     for (const { value: svc } of services.items) {
       const items = byService.get(svc.id) ?? [];
+      const waitingFor = (svc.spec.dependsOn ?? []).filter((dep) => !runningByName.get(dep));
+      if (waitingFor.length > 0 && items.length === 0) {
+        byService.delete(svc.id);
+        continue; // the watch brings another pass when a dependency's task runs
+      }
       byService.delete(svc.id);
       const view = serviceView(svc);
       const current: Task[] = items.map((i) => i.value);

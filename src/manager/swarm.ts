@@ -20,10 +20,12 @@ import { Agent } from '../worker/agent.js';
 import { createClusterCA, issueNodeCertificate, newNodeKey } from './ca/ca.js';
 import type { NodeCredentials } from './ca/tls.js';
 import { caDigest, formatJoinToken, newJoinToken } from './ca/token.js';
+import { STACK_LABEL, servicesFromStack } from './deploy.js';
 import { DEFAULT_DISPATCHER_PORT, Dispatcher } from './dispatcher.js';
 import { EtcdSupervisor } from './etcd/supervisor.js';
 import { LocalLink } from './localLink.js';
 import { Reconciler } from './reconciler.js';
+import type { NormalizedStack } from './stack/types.js';
 import { openEtcdStore } from './store/etcd.js';
 import type { Leadership, Store } from './store/types.js';
 
@@ -394,6 +396,65 @@ export class SwarmNode {
     });
   }
 
+  /**
+   * `deploy`: makes the cluster match the stack: creates missing services, updates changed
+   * ones (a rolling update), leaves identical ones alone, and with `prune` removes the
+   * stack's services no longer in the file.
+   */
+  async deployStack(stack: NormalizedStack, prune = false) {
+    const specs = servicesFromStack(stack);
+    const existing = (await this.services()).filter((s) => s.spec.labels[STACK_LABEL] === stack.name);
+    const result = {
+      stack: stack.name,
+      created: [] as string[],
+      updated: [] as string[],
+      unchanged: [] as string[],
+      removed: [] as string[],
+    };
+    for (const spec of specs) normalizeServiceSpec(spec); // refuse the whole deploy before changing anything
+    for (const spec of specs) {
+      const cur = existing.find((s) => s.spec.name === spec.name);
+      if (!cur) {
+        await this.createService(spec);
+        result.created.push(spec.name);
+      } else {
+        const next = await this.updateService(cur.id, spec);
+        (next.version !== cur.version || next.spec.replicas !== cur.spec.replicas
+          ? result.updated
+          : result.unchanged
+        ).push(spec.name);
+      }
+    }
+    if (prune) {
+      for (const s of existing) {
+        if (!specs.some((x) => x.name === s.spec.name)) {
+          await this.removeService(s.id);
+          result.removed.push(s.spec.name);
+        }
+      }
+    }
+    return result;
+  }
+
+  /** Stacks: the stack label of the services. */
+  async stacks(): Promise<Array<{ name: string; services: number }>> {
+    const counts = new Map<string, number>();
+    for (const s of await this.services()) {
+      const st = s.spec.labels[STACK_LABEL];
+      if (st) counts.set(st, (counts.get(st) ?? 0) + 1);
+    }
+    return [...counts]
+      .map(([name, services]) => ({ name, services }))
+      .sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  async removeStack(name: string): Promise<string[]> {
+    const mine = (await this.services()).filter((s) => s.spec.labels[STACK_LABEL] === name);
+    if (mine.length === 0) throw notFound(`no such stack: ${name}`);
+    for (const s of mine) await this.removeService(s.id);
+    return mine.map((s) => s.spec.name);
+  }
+
   async removeService(ref: string): Promise<void> {
     const svc = await this.service(ref);
     await this.store.delete('services', svc.id);
@@ -434,5 +495,7 @@ export function normalizeServiceSpec(input: Partial<ServiceSpec> & { image?: str
     ...(input.maxReplicasPerNode ? { maxReplicasPerNode: input.maxReplicasPerNode } : {}),
     reservations: input.reservations ?? { nanoCpus: 0, memoryBytes: 0 },
     labels: input.labels ?? {},
+    ...(input.rollback ? { rollback: input.rollback } : {}),
+    ...(input.dependsOn?.length ? { dependsOn: input.dependsOn } : {}),
   };
 }

@@ -1,0 +1,141 @@
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import t from 'tap';
+import type { ServiceRecord } from '../src/api/cluster.js';
+import { freePort } from './lib/etcd.js';
+import { loadTestImages } from './lib/fixtures.js';
+import { startTestDaemon } from './lib/harness.js';
+
+const loop = 'trap "exit 0" TERM; while true; do sleep 0.1; done';
+const stackFile = (extra = '') => `services:
+  db:
+    image: busybox:test
+    command: ["sh", "-c", ${JSON.stringify(loop)}]
+  web:
+    image: busybox:test
+    command: ["sh", "-c", ${JSON.stringify(loop)}]
+    environment:
+      GREETING: \${GREETING:-hello}
+    depends_on: [db]
+    deploy:
+      replicas: \${WEB_REPLICAS:-2}
+      update_config:
+        parallelism: 2
+        monitor: 200ms
+${extra}`;
+
+t.test(
+  'deploy: a stack file becomes services; redeploy is idempotent; changes roll out; bad files change nothing',
+  async (t) => {
+    const d = await startTestDaemon(t);
+    await loadTestImages(d);
+    const init = await d.cli([
+      'swarm',
+      'init',
+      '--etcd-client-port',
+      String(await freePort()),
+      '--etcd-peer-port',
+      String(await freePort()),
+      '--dispatcher-port',
+      String(await freePort()),
+    ]);
+    t.equal(init.code, 0, init.stderr);
+    const dir = join(d.dir, 'stack');
+    await fs.mkdir(dir);
+    const file = join(dir, 'stack.yml');
+    await fs.writeFile(file, stackFile());
+    const services = async () =>
+      JSON.parse((await d.cli(['service', 'ls', '--format', 'json'])).stdout) as Array<
+        ServiceRecord & { running: number }
+      >;
+
+    const first = await d.cli(['deploy', file, 'demo'], { timeoutMs: 120_000 });
+    t.equal(first.code, 0, first.stderr);
+    t.match(first.stdout, /Creating service demo_db/);
+    t.match(first.stdout, /Creating service demo_web/);
+    t.match(
+      first.stderr,
+      /demo_db 1\/1\s+demo_web 2\/2|demo_web 2\/2\s+demo_db 1\/1/,
+      'progress until every service runs',
+    );
+    let svcs = await services();
+    t.same(svcs.map((s) => [s.spec.name, s.running]).sort(), [
+      ['demo_db', 1],
+      ['demo_web', 2],
+    ]);
+    const web = svcs.find((s) => s.spec.name === 'demo_web')!;
+    t.same(web.spec.dependsOn, ['demo_db'], 'depends_on is kept');
+    t.ok(web.spec.container.env.includes('GREETING=hello'), 'interpolated with its default');
+
+    const again = await d.cli(['deploy', file, 'demo'], { timeoutMs: 120_000 });
+    t.equal(again.code, 0, again.stderr);
+    t.notMatch(again.stdout, /Creating|Updating/, 'the same file again changes nothing');
+    t.same((await services()).map((s) => s.version).sort(), svcs.map((s) => s.version).sort());
+
+    const scaled = await d.cli(['deploy', file, 'demo'], {
+      env: { WEB_REPLICAS: '3', GREETING: 'bonjour' },
+      timeoutMs: 120_000,
+    });
+    t.equal(scaled.code, 0, scaled.stderr);
+    t.match(scaled.stdout, /Updating service demo_web/);
+    svcs = await services();
+    const web2 = svcs.find((s) => s.spec.name === 'demo_web')!;
+    t.equal(web2.running, 3);
+    t.equal(web2.version, web.version + 1, 'a changed environment is a new version, rolled out');
+
+    const ls = await d.cli(['stack', 'ls']);
+    t.match(ls.stdout, /demo\s+2/);
+    t.match((await d.cli(['stack', 'ps', 'demo'])).stdout, /demo_web\.3/);
+
+    await t.test('bad stack files are refused with FILE:LINE and change nothing', async (t) => {
+      const bad = join(dir, 'bad.yml');
+      await fs.writeFile(bad, 'services:\n  web:\n    imagee: busybox:test\n');
+      const r = await d.cli(['deploy', bad, 'demo']);
+      t.equal(r.code, 125);
+      t.match(r.stderr, /bad\.yml:3: services\.web: unknown key "imagee"/);
+      const undef = join(dir, 'undef.yml');
+      await fs.writeFile(undef, 'services:\n  web:\n    image: ${IMAGE:?set IMAGE to the image to run}\n');
+      const u = await d.cli(['deploy', undef, 'demo']);
+      t.match(u.stderr, /undef\.yml:3: .*set IMAGE to the image to run/);
+      t.same(
+        (await services()).map((s) => s.version).sort(),
+        svcs.map((s) => s.version).sort(),
+        'nothing changed',
+      );
+    });
+
+    await t.test('a service that cannot be placed makes deploy fail, saying why', async (t) => {
+      const stuck = join(dir, 'stuck.yml');
+      await fs.writeFile(
+        stuck,
+        `services:\n  nowhere:\n    image: busybox:test\n    deploy:\n      placement:\n        constraints: [node.labels.zone==b]\n`,
+      );
+      const r = await d.cli(['deploy', '--timeout', '3', stuck, 'stuck'], { timeoutMs: 60_000 });
+      t.equal(r.code, 125);
+      t.match(r.stderr, /no suitable node \(scheduling constraints not satisfied on 1 node\)/);
+      t.match(r.stderr, /did not converge within 3s/);
+      t.equal((await d.cli(['stack', 'rm', 'stuck'])).code, 0);
+    });
+
+    await t.test('--prune removes services no longer in the file; stack rm removes the rest', async (t) => {
+      await fs.writeFile(
+        file,
+        stackFile()
+          .replace(/ {2}db:[\s\S]*?(?= {2}web:)/, '')
+          .replace('    depends_on: [db]\n', ''),
+      );
+      const p = await d.cli(['deploy', '--prune', file, 'demo'], { timeoutMs: 120_000 });
+      t.equal(p.code, 0, p.stderr);
+      t.match(p.stdout, /Removing service demo_db/);
+      t.same(
+        (await services()).map((s) => s.spec.name),
+        ['demo_web'],
+      );
+      const rm = await d.cli(['stack', 'rm', 'demo']);
+      t.match(rm.stdout, /Removing service demo_web/);
+      t.same(await services(), []);
+      const none = await d.cli(['stack', 'rm', 'demo']);
+      t.match(none.stderr, /no such stack: demo/);
+    });
+  },
+);
