@@ -94,6 +94,7 @@ t.test(
       t.equal(r.code, 125);
       t.match(r.stderr, /bad\.yml:3: services\.web: unknown key "imagee"/);
       const undef = join(dir, 'undef.yml');
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: a compose variable, not a JS template
       await fs.writeFile(undef, 'services:\n  web:\n    image: ${IMAGE:?set IMAGE to the image to run}\n');
       const u = await d.cli(['deploy', undef, 'demo']);
       t.match(u.stderr, /undef\.yml:3: .*set IMAGE to the image to run/);
