@@ -1,25 +1,7 @@
 import t from 'tap';
 import type { NodeRecord, TaskRecord } from '../src/api/cluster.js';
 import { type HostDaemon, loadImagesOn, startHosts } from './lib/hosts.js';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until<T>(
-  what: string,
-  get: () => Promise<T>,
-  check: (v: T) => boolean,
-  timeoutMs = 30_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: T = await get();
-  while (!check(last)) {
-    if (Date.now() > deadline)
-      throw new Error(`timed out waiting for ${what}: ${JSON.stringify(last).slice(0, 1500)}`);
-    await sleep(150);
-    last = await get();
-  }
-  return last;
-}
+import { until } from './lib/wait.js';
 
 const json = async <T>(d: HostDaemon, args: string[]): Promise<T> => {
   const r = await d.cli([...args, '--format', 'json']);

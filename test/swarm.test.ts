@@ -3,31 +3,12 @@ import type { ServiceRecord, TaskRecord } from '../src/api/cluster.js';
 import { freePort } from './lib/etcd.js';
 import { loadTestImages } from './lib/fixtures.js';
 import { startTestDaemon, type TestDaemon } from './lib/harness.js';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { until } from './lib/wait.js';
 
 async function tasksOf(d: TestDaemon, service: string): Promise<TaskRecord[]> {
   const r = await d.cli(['service', 'ps', '--format', 'json', service]);
   if (r.code !== 0) throw new Error(r.stderr);
   return JSON.parse(r.stdout) as TaskRecord[];
-}
-
-/** Polls until `check` holds (or fails after timeoutMs with the last state). */
-async function until<T>(
-  what: string,
-  get: () => Promise<T>,
-  check: (v: T) => boolean,
-  timeoutMs = 30_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: T = await get();
-  while (!check(last)) {
-    if (Date.now() > deadline)
-      throw new Error(`timed out waiting for ${what}: ${JSON.stringify(last).slice(0, 2000)}`);
-    await sleep(200);
-    last = await get();
-  }
-  return last;
 }
 
 const running = (ts: TaskRecord[]) =>

@@ -1,3 +1,4 @@
+import type { ResourceFlags as CgroupResourceFlags } from '../cgroups/limits.js';
 import type { ResourceLimits } from '../cgroups/types.js';
 
 /** What a client asks for when creating a container (Docker's flags, unresolved). */
@@ -29,22 +30,8 @@ export interface ContainerCreateRequest {
   resources?: ResourceFlags;
 }
 
-/** Docker's resource flags as typed by a user. */
-export interface ResourceFlags {
-  memory?: string;
-  memorySwap?: string;
-  memoryReservation?: string;
-  cpuShares?: number;
-  cpus?: string;
-  cpusetCpus?: string;
-  cpusetMems?: string;
-  blkioWeight?: number;
-  deviceReadBps?: string[];
-  deviceWriteBps?: string[];
-  deviceReadIops?: string[];
-  deviceWriteIops?: string[];
-  pidsLimit?: number;
-}
+/** Docker's resource flags as typed by a user (devices come from the request's own field). */
+export type ResourceFlags = Omit<CgroupResourceFlags, 'devices'>;
 
 export interface IdMap {
   containerId: number;

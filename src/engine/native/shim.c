@@ -1473,6 +1473,27 @@ static int send_fd(int sock, int fd)
 	return sendmsg(sock, &msg, MSG_NOSIGNAL) == 1 ? 0 : -1;
 }
 
+/* The last steps before exec, shared by `run` and `exec`: working directory (created if
+ * missing), user, environment, terminal ownership, privileges. Dies with fail_code on error. */
+static char **prepare_process(int fail_code, int in_userns, int slave)
+{
+	const char *cwd = S.cwd ? S.cwd : "/";
+	if (mkdir_p(cwd, 0755) < 0 || chdir(cwd) < 0) {
+		syserr("chdir to cwd (\"%s\")", cwd);
+		child_die(fail_code, g_err);
+	}
+	struct uinfo u;
+	if (resolve_user(S.user, &u) < 0)
+		child_die(fail_code, g_err);
+	char **envp = build_env(&u);
+	if (slave >= 0 && fchown(slave, u.uid, (gid_t)-1) < 0) {
+		/* best effort */
+	}
+	if (apply_privileges(&u, in_userns) < 0)
+		child_die(fail_code, g_err);
+	return envp;
+}
+
 static int recv_fd(int sock)
 {
 	char dummy;
@@ -1561,20 +1582,7 @@ __attribute__((noreturn)) static void run_child(struct run_fds *f)
 	if (f->sp_c >= 0)
 		close(f->sp_c);
 
-	const char *cwd = S.cwd ? S.cwd : "/";
-	if (mkdir_p(cwd, 0755) < 0 || chdir(cwd) < 0) {
-		syserr("chdir to cwd (\"%s\")", cwd);
-		child_die(1, g_err);
-	}
-	struct uinfo u;
-	if (resolve_user(S.user, &u) < 0)
-		child_die(1, g_err);
-	char **envp = build_env(&u);
-	if (slave >= 0 && fchown(slave, u.uid, (gid_t)-1) < 0) {
-		/* best effort */
-	}
-	if (apply_privileges(&u, in_userns) < 0)
-		child_die(1, g_err);
+	char **envp = prepare_process(1, in_userns, slave);
 	if (S.init)
 		run_init(envp, slave);
 	do_exec(envp, slave);
@@ -2677,20 +2685,7 @@ static int exec_main(const char *specfile)
 		close(sp[0]);
 		if (master >= 0)
 			close(master);
-		const char *cwd = S.cwd ? S.cwd : "/";
-		if (mkdir_p(cwd, 0755) < 0 || chdir(cwd) < 0) {
-			syserr("chdir to cwd (\"%s\")", cwd);
-			child_die(126, g_err);
-		}
-		struct uinfo u;
-		if (resolve_user(S.user, &u) < 0)
-			child_die(126, g_err);
-		char **envp = build_env(&u);
-		if (slave >= 0 && fchown(slave, u.uid, (gid_t)-1) < 0) {
-			/* best effort */
-		}
-		if (apply_privileges(&u, joined_user) < 0)
-			child_die(126, g_err);
+		char **envp = prepare_process(126, joined_user, slave);
 		do_exec(envp, slave);
 	}
 	close(sp[0]);
