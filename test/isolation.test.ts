@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { loadTestImages } from './lib/fixtures.js';
-import { startTestDaemon, type TestDaemon } from './lib/harness.js';
+import { inspectContainer as inspect, startTestDaemon, type TestDaemon } from './lib/harness.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -11,10 +11,6 @@ async function runOut(d: TestDaemon, args: string[]): Promise<string> {
   const r = await d.cli(['container', 'run', '--rm', ...args]);
   if (r.code !== 0) throw new Error(`run ${args.join(' ')} failed (${r.code}): ${r.stderr}`);
   return r.stdout;
-}
-
-async function inspect(d: TestDaemon, name: string) {
-  return JSON.parse((await d.cli(['container', 'inspect', name])).stdout)[0];
 }
 
 t.test('namespaces isolate a container from the host and from another container', async (t) => {

@@ -4,13 +4,9 @@ import { join } from 'node:path';
 import t from 'tap';
 import { detectCgroupDriver } from '../src/engine/cgroups/detect.js';
 import { loadTestImages } from './lib/fixtures.js';
-import { startTestDaemon, type TestDaemon } from './lib/harness.js';
+import { inspectContainer as inspect, startTestDaemon } from './lib/harness.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function inspect(d: TestDaemon, name: string) {
-  return JSON.parse((await d.cli(['container', 'inspect', name])).stdout)[0];
-}
 
 const driver = detectCgroupDriver();
 

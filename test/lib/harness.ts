@@ -161,3 +161,8 @@ export async function startTestDaemon(t: Teardown, extraArgs: string[] = []): Pr
   };
   return d;
 }
+
+/** `container inspect` of one container, parsed. */
+export async function inspectContainer(d: TestDaemon, name: string) {
+  return JSON.parse((await d.cli(['container', 'inspect', name])).stdout)[0];
+}

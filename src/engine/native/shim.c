@@ -1473,27 +1473,6 @@ static int send_fd(int sock, int fd)
 	return sendmsg(sock, &msg, MSG_NOSIGNAL) == 1 ? 0 : -1;
 }
 
-/* The last steps before exec, shared by `run` and `exec`: working directory (created if
- * missing), user, environment, terminal ownership, privileges. Dies with fail_code on error. */
-static char **prepare_process(int fail_code, int in_userns, int slave)
-{
-	const char *cwd = S.cwd ? S.cwd : "/";
-	if (mkdir_p(cwd, 0755) < 0 || chdir(cwd) < 0) {
-		syserr("chdir to cwd (\"%s\")", cwd);
-		child_die(fail_code, g_err);
-	}
-	struct uinfo u;
-	if (resolve_user(S.user, &u) < 0)
-		child_die(fail_code, g_err);
-	char **envp = build_env(&u);
-	if (slave >= 0 && fchown(slave, u.uid, (gid_t)-1) < 0) {
-		/* best effort */
-	}
-	if (apply_privileges(&u, in_userns) < 0)
-		child_die(fail_code, g_err);
-	return envp;
-}
-
 static int recv_fd(int sock)
 {
 	char dummy;
@@ -1519,6 +1498,27 @@ static int recv_fd(int sock)
 	int fd;
 	memcpy(&fd, CMSG_DATA(c), sizeof(int));
 	return fd;
+}
+
+/* The last steps before exec, shared by `run` and `exec`: working directory (created if
+ * missing), user, environment, terminal ownership, privileges. Dies with fail_code on error. */
+static char **prepare_process(int fail_code, int in_userns, int slave)
+{
+	const char *cwd = S.cwd ? S.cwd : "/";
+	if (mkdir_p(cwd, 0755) < 0 || chdir(cwd) < 0) {
+		syserr("chdir to cwd (\"%s\")", cwd);
+		child_die(fail_code, g_err);
+	}
+	struct uinfo u;
+	if (resolve_user(S.user, &u) < 0)
+		child_die(fail_code, g_err);
+	char **envp = build_env(&u);
+	if (slave >= 0 && fchown(slave, u.uid, (gid_t)-1) < 0) {
+		/* best effort */
+	}
+	if (apply_privileges(&u, in_userns) < 0)
+		child_die(fail_code, g_err);
+	return envp;
 }
 
 /* ------------------------------------------------------------------ */
