@@ -118,6 +118,83 @@ t.test(
       t.equal((await d.cli(['stack', 'rm', 'stuck'])).code, 0);
     });
 
+    await t.test(
+      'jobs, published ports and depends_on a job: deploy waits for the completions',
+      async (t) => {
+        const jobs = join(dir, 'jobs.yml');
+        await fs.writeFile(
+          jobs,
+          `services:
+  migrate:
+    image: busybox:test
+    command: ["true"]
+    deploy: { mode: replicated-job, replicas: 2 }
+  api:
+    image: busybox:test
+    command: ["sh", "-c", ${JSON.stringify(loop)}]
+    depends_on: [migrate]
+    ports:
+      - { target: 80, published: 18090, mode: host }
+      - "18091:81/udp"
+  once:
+    image: busybox:test
+    command: ["true"]
+    deploy: { mode: global-job }
+`,
+        );
+        const r = await d.cli(['deploy', jobs, 'jobs'], { timeoutMs: 120_000 });
+        t.equal(r.code, 0, r.stderr);
+        t.match(r.stderr, /jobs_migrate 2\/2 completed/, 'progress counts completions');
+        t.match(r.stderr, /jobs_once 1\/1 completed/);
+        const listed = JSON.parse(
+          (await d.cli(['stack', 'services', '--format', 'json', 'jobs'])).stdout,
+        ) as Array<ServiceRecord & { running: number; completed?: number; total?: number }>;
+        const byName = new Map(listed.map((s) => [s.spec.name, s]));
+        t.match(byName.get('jobs_migrate'), {
+          spec: { mode: 'replicated-job', replicas: 2 },
+          completed: 2,
+          total: 2,
+        });
+        t.match(byName.get('jobs_once'), { spec: { mode: 'global-job' }, completed: 1, total: 1 });
+        t.match(byName.get('jobs_api'), {
+          running: 1,
+          spec: {
+            dependsOn: ['jobs_migrate'],
+            endpoint: {
+              ports: [
+                { target: 80, published: 18090, protocol: 'tcp', mode: 'host' },
+                { target: 81, published: 18091, protocol: 'udp', mode: 'ingress' },
+              ],
+            },
+          },
+        });
+        t.match(
+          (await d.cli(['stack', 'services', 'jobs'])).stdout,
+          /jobs_migrate\s+replicated-job\s+0\/0 \(2\/2 completed\)/,
+        );
+        const ps = JSON.parse((await d.cli(['stack', 'ps', '--format', 'json', 'jobs'])).stdout) as Array<{
+          serviceName: string;
+          status: { state: string };
+        }>;
+        t.equal(
+          ps.filter((x) => x.serviceName === 'jobs_migrate' && x.status.state === 'complete').length,
+          2,
+        );
+        const again = await d.cli(['deploy', jobs, 'jobs'], { timeoutMs: 120_000 });
+        t.equal(again.code, 0, again.stderr);
+        t.notMatch(
+          again.stdout,
+          /Creating|Updating/,
+          'the same file again changes nothing, jobs and ports included',
+        );
+        const psAgain = JSON.parse(
+          (await d.cli(['stack', 'ps', '--format', 'json', 'jobs'])).stdout,
+        ) as unknown[];
+        t.equal(psAgain.length, ps.length, 'and runs no job again');
+        t.equal((await d.cli(['stack', 'rm', 'jobs'])).code, 0);
+      },
+    );
+
     await t.test('--prune removes services no longer in the file; stack rm removes the rest', async (t) => {
       await fs.writeFile(
         file,

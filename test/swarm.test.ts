@@ -277,3 +277,358 @@ t.test('rolling updates follow update_config; a failing update rolls back', asyn
   );
   t.equal(running(final).length, 3);
 });
+
+t.test(
+  'jobs run to completion; placement preferences; host-mode ports keep tasks apart; task history is limited',
+  async (t) => {
+    const d = await startTestDaemon(t);
+    await loadTestImages(d);
+    const init = await d.cli([
+      'swarm',
+      'init',
+      '--etcd-client-port',
+      String(await freePort()),
+      '--etcd-peer-port',
+      String(await freePort()),
+      '--dispatcher-port',
+      String(await freePort()),
+    ]);
+    t.equal(init.code, 0, init.stderr);
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    const inspect = async (name: string) =>
+      JSON.parse((await d.cli(['service', 'inspect', name])).stdout)[0] as ServiceRecord;
+    const lsRow = async (name: string) =>
+      (await d.cli(['service', 'ls'])).stdout.split('\n').find((l) => l.split(/\s+/)[1] === name) ?? '';
+    const complete = (ts: TaskRecord[]) => ts.filter((x) => x.status.state === 'complete');
+
+    await t.test(
+      'a replicated job runs its completions, max-concurrent at once, and none again',
+      async (t) => {
+        const r = await d.cli([
+          'service',
+          'create',
+          '--name',
+          'batch',
+          '--mode',
+          'replicated-job',
+          '--replicas',
+          '3',
+          '--max-concurrent',
+          '2',
+          'busybox:test',
+          'true',
+        ]);
+        t.equal(r.code, 0, r.stderr);
+        await until(
+          '3 completions',
+          () => tasksOf(d, 'batch'),
+          (ts) => complete(ts).length === 3,
+          60_000,
+        );
+        await sleep(1500); // a restart, if there were one, would show by now
+        const tasks = await tasksOf(d, 'batch');
+        t.equal(tasks.length, 3, 'one task per completion: nothing was restarted');
+        t.same(tasks.map((x) => x.slot).sort(), [1, 2, 3]);
+        for (const x of tasks)
+          t.match(x, { desiredState: 'running', status: { state: 'complete', exitCode: 0 } });
+        const third = tasks.find((x) => x.slot === 3)!;
+        const firstEnd = Math.min(...tasks.filter((x) => x.slot !== 3).map((x) => x.status.timestamp));
+        t.ok(third.createdAt >= firstEnd, 'slot 3 started only once one of the first two had ended');
+        t.match(await lsRow('batch'), /\sreplicated-job\s+0\/0 \(3\/3 completed\)\s/);
+        const ls = JSON.parse((await d.cli(['service', 'ls', '--format', 'json'])).stdout) as Array<
+          ServiceRecord & { completed?: number; total?: number }
+        >;
+        t.match(
+          ls.find((s) => s.spec.name === 'batch'),
+          { completed: 3, total: 3, running: 0, spec: { restartPolicy: { condition: 'on-failure' } } },
+        );
+        const scale = await d.cli(['service', 'scale', 'batch=5']);
+        t.equal(scale.code, 125, 'a job does not scale');
+        t.match(scale.stderr, /batch is replicated-job/);
+      },
+    );
+
+    await t.test('a failing job follows the restart policy, then stops', async (t) => {
+      const r = await d.cli([
+        'service',
+        'create',
+        '--name',
+        'failing',
+        '--mode',
+        'replicated-job',
+        '--restart-delay',
+        '100',
+        '--restart-max-attempts',
+        '2',
+        'busybox:test',
+        'sh',
+        '-c',
+        'exit 3',
+      ]);
+      t.equal(r.code, 0, r.stderr);
+      await until(
+        '3 failures',
+        () => tasksOf(d, 'failing'),
+        (ts) => ts.filter((x) => x.status.state === 'failed').length === 3,
+        60_000,
+      );
+      await sleep(1500);
+      const tasks = await tasksOf(d, 'failing');
+      t.equal(tasks.length, 3, 'the first run and 2 restarts (on-failure is the default for jobs)');
+      t.ok(tasks.every((x) => x.status.state === 'failed' && x.status.exitCode === 3));
+      t.equal(Math.max(...tasks.map((x) => x.restarts?.length ?? 0)), 2);
+      t.match(await lsRow('failing'), /\s0\/0 \(0\/1 completed\)\s/);
+    });
+
+    await t.test('a global job runs once on every node', async (t) => {
+      const r = await d.cli([
+        'service',
+        'create',
+        '--name',
+        'everywhere',
+        '--mode',
+        'global-job',
+        'busybox:test',
+        'true',
+      ]);
+      t.equal(r.code, 0, r.stderr);
+      await until(
+        'a completion',
+        () => tasksOf(d, 'everywhere'),
+        (ts) => complete(ts).length === 1,
+      );
+      await sleep(1000);
+      const tasks = await tasksOf(d, 'everywhere');
+      t.equal(tasks.length, 1, 'one node, one run, not restarted');
+      const [node] = JSON.parse((await d.cli(['node', 'ls', '--format', 'json'])).stdout) as Array<{
+        id: string;
+      }>;
+      t.equal(tasks[0]!.nodeId, node!.id);
+      t.match(await lsRow('everywhere'), /\sglobal-job\s+0\/0 \(1\/1 completed\)\s/);
+      t.equal((await d.cli(['service', 'scale', 'everywhere=2'])).code, 125);
+    });
+
+    await t.test('placement preferences: set, added, removed', async (t) => {
+      const r = await d.cli([
+        'service',
+        'create',
+        '--name',
+        'spread',
+        '--replicas',
+        '2',
+        '--placement-pref',
+        'spread=node.labels.zone',
+        'busybox:test',
+        'sleep',
+        '300',
+      ]);
+      t.equal(r.code, 0, r.stderr);
+      t.same((await inspect('spread')).spec.preferences, [{ spread: 'node.labels.zone' }]);
+      await until(
+        '2 running',
+        () => tasksOf(d, 'spread'),
+        (ts) => running(ts).length === 2,
+      );
+      const u = await d.cli([
+        'service',
+        'update',
+        '--placement-pref-add',
+        'spread=node.labels.rack',
+        '--placement-pref-rm',
+        'spread=node.labels.zone',
+        'spread',
+      ]);
+      t.equal(u.code, 0, u.stderr);
+      t.same((await inspect('spread')).spec.preferences, [{ spread: 'node.labels.rack' }]);
+      const bad = await d.cli(['service', 'update', '--placement-pref-add', 'node.labels.rack', 'spread']);
+      t.equal(bad.code, 125);
+      t.match(
+        bad.stderr,
+        /invalid placement preference "node.labels.rack": expected spread=node.labels.<name>/,
+      );
+      t.equal((await d.cli(['service', 'rm', 'spread'])).code, 0);
+    });
+
+    await t.test('host-mode published ports: a second task on the port stays pending', async (t) => {
+      const loop = ['busybox:test', 'sleep', '300'];
+      let r = await d.cli([
+        'service',
+        'create',
+        '--name',
+        'web1',
+        '--publish',
+        'published=18080,target=80,mode=host',
+        ...loop,
+      ]);
+      t.equal(r.code, 0, r.stderr);
+      await until(
+        'web1 running',
+        () => tasksOf(d, 'web1'),
+        (ts) => running(ts).length === 1,
+      );
+      const web1 = await inspect('web1');
+      t.same(web1.spec.endpoint, {
+        ports: [{ target: 80, published: 18080, protocol: 'tcp', mode: 'host' }],
+      });
+      t.same((await tasksOf(d, 'web1'))[0]!.endpoint, web1.spec.endpoint, 'the task records its ports');
+      t.match(await lsRow('web1'), /18080->80\/tcp \(host\)/);
+
+      r = await d.cli([
+        'service',
+        'create',
+        '--name',
+        'web2',
+        '-p',
+        'mode=host,published=18080,target=8080',
+        ...loop,
+      ]);
+      t.equal(r.code, 0, r.stderr);
+      r = await d.cli([
+        'service',
+        'create',
+        '--name',
+        'web3',
+        '-p',
+        'published=18080,target=80,protocol=udp,mode=host',
+        '-p',
+        '18081:80',
+        ...loop,
+      ]);
+      t.equal(r.code, 0, r.stderr);
+      await until(
+        'web3 (udp, and an ingress port) running',
+        () => tasksOf(d, 'web3'),
+        (ts) => running(ts).length === 1,
+      );
+      const pending = await until(
+        "web2 pending with the scheduler's reason",
+        () => tasksOf(d, 'web2'),
+        (ts) => ts.length === 1 && /host-mode port already in use/.test(ts[0]!.status.message ?? ''),
+      );
+      t.equal(pending[0]!.status.state, 'pending');
+      t.equal(pending[0]!.status.message, 'no suitable node (host-mode port already in use on 1 node)');
+      const ps = await d.cli(['service', 'ps', 'web2']);
+      t.match(ps.stdout, /pending .*no suitable node \(host-mode port already in use on 1 node\)/);
+
+      // web1 stops publishing the port: web2 gets it
+      r = await d.cli(['service', 'update', '--publish-rm', '80', 'web1']);
+      t.equal(r.code, 0, r.stderr);
+      t.equal((await inspect('web1')).spec.endpoint, undefined);
+      await until(
+        'web2 running',
+        () => tasksOf(d, 'web2'),
+        (ts) => running(ts).length === 1,
+        60_000,
+      );
+      r = await d.cli(['service', 'update', '--publish-add', 'published=18080,target=80,mode=host', 'web1']);
+      t.equal(r.code, 0, r.stderr);
+      const back = await until(
+        'web1 waiting for the port again',
+        () => tasksOf(d, 'web1'),
+        (ts) =>
+          ts.some((x) => x.specVersion === 3 && /host-mode port already in use/.test(x.status.message ?? '')),
+        60_000,
+      );
+      t.ok(back.length > 0);
+      t.equal((await d.cli(['service', 'rm', 'web1', 'web2', 'web3'])).code, 0);
+    });
+
+    await t.test('bad input is refused (invalid_argument) and changes nothing', async (t) => {
+      const before = (await d.cli(['service', 'ls', '--format', 'json'])).stdout;
+      const cases: Array<[string[], RegExp]> = [
+        [['--publish', 'abc'], /invalid publish "abc": the target port must be a number/],
+        [['--publish', '0:80'], /invalid publish "0:80": the published port must be a number .*1 and 65535/],
+        [['--publish', '70000:80'], /the published port must be a number .*1 and 65535/],
+        [['--publish', '8080:80/xyz'], /protocol must be tcp, udp or sctp/],
+        [['--publish', 'published=8080,target=80,mode=bridge'], /mode must be ingress or host/],
+        [['--publish', '8080:80', '--publish', '8080:81'], /port 8080\/tcp is published twice/],
+        [['--placement-pref', 'spread=zone'], /invalid spread "zone": expected node.labels.<name>/],
+        [['--max-concurrent', '2'], /max concurrent can only be used with mode replicated-job/],
+        [
+          ['--mode', 'global-job', '--restart-condition', 'any'],
+          /restart condition "any" cannot be used with mode global-job/,
+        ],
+      ];
+      for (const [args, msg] of cases) {
+        const r = await d.cli(['service', 'create', '--name', 'bad', ...args, 'busybox:test']);
+        t.equal(r.code, 125, args.join(' '));
+        t.match(r.stderr, msg, args.join(' '));
+      }
+      // the API refuses what the CLI would have caught, with the same code
+      const api = await d.client
+        .request('POST', '/services', {
+          body: { name: 'bad', image: 'busybox:test', endpoint: { ports: [{ target: 80, published: 0 }] } },
+        })
+        .then(
+          () => undefined,
+          (e: { code?: string; message?: string }) => e,
+        );
+      t.match(api, { code: 'invalid_argument', message: /invalid published port 0: expected 1-65535/ });
+      t.equal((await d.cli(['service', 'ls', '--format', 'json'])).stdout, before, 'nothing changed');
+    });
+
+    await t.test('a slot keeps at most 5 ended tasks (the default history limit)', async (t) => {
+      const r = await d.cli([
+        'service',
+        'create',
+        '--name',
+        'crashy',
+        '--restart-delay',
+        '50',
+        '--restart-max-attempts',
+        '8',
+        'busybox:test',
+        'sh',
+        '-c',
+        'exit 1',
+      ]);
+      t.equal(r.code, 0, r.stderr);
+      let most = 0;
+      const final = await until(
+        'the restart policy given up after 8 restarts',
+        async () => {
+          const ts = await tasksOf(d, 'crashy');
+          most = Math.max(most, ts.filter((x) => x.status.state === 'failed').length);
+          return ts;
+        },
+        (ts) => ts.length === 5 && ts.some((x) => x.status.state === 'failed' && x.restarts?.length === 8),
+        90_000,
+      );
+      t.ok(
+        final.every((x) => x.slot === 1 && x.status.state === 'failed'),
+        '5 ended tasks of slot 1 kept',
+      );
+      t.ok(most <= 6, `never more than the limit and the one just ended (saw ${most})`);
+      await sleep(1000);
+      t.equal((await tasksOf(d, 'crashy')).length, 5, '9 runs, the oldest 4 deleted');
+      const containers = await until(
+        "the deleted tasks' containers removed from the node",
+        async () =>
+          (
+            JSON.parse((await d.cli(['container', 'ps', '-a', '--format', 'json'])).stdout) as Array<{
+              Name: string;
+            }>
+          ).filter((c) => c.Name.startsWith('crashy.')),
+        (cs) => cs.length === 5,
+      );
+      t.equal(containers.length, 5);
+    });
+
+    await t.test('every listing answers --format json', async (t) => {
+      for (const args of [
+        ['node', 'ls'],
+        ['service', 'ls'],
+        ['service', 'ps', 'batch'],
+        ['stack', 'ls'],
+        ['container', 'ps', '-a'],
+        ['container', 'ls'],
+        ['image', 'ls'],
+        ['container', 'stats', '--no-stream'],
+      ]) {
+        const r = await d.cli([...args, '--format', 'json']);
+        t.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+        t.ok(Array.isArray(JSON.parse(r.stdout)), `${args.join(' ')} prints a JSON array`);
+      }
+    });
+  },
+);

@@ -2,8 +2,10 @@ import { Command, Option } from 'commander';
 import type { Client } from '../api/client.js';
 import type { ServiceRecord, TaskRecord } from '../api/cluster.js';
 import { invalid, TsswarmError } from '../api/errors.js';
+import { isJob } from '../manager/serviceSpec.js';
 import { loadStack } from '../manager/stack/load.js';
 import { renderStack, type StackFormat } from '../manager/stack/render.js';
+import { replicaCounts, replicasText } from './cluster.js';
 import { table } from './render.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -18,7 +20,10 @@ interface DeployResult {
   removed: string[];
 }
 
-/** Waits until every service of the stack runs its desired tasks, printing progress; false on timeout. */
+/**
+ * Waits until every service of the stack runs its desired tasks (jobs: until every wanted run
+ * has completed), printing progress; false on timeout.
+ */
 async function converge(client: Client, stack: string, timeoutMs: number, quiet: boolean): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   let lastLine = '';
@@ -33,6 +38,16 @@ async function converge(client: Client, stack: string, timeoutMs: number, quiet:
     const problems: string[] = [];
     for (const s of mine) {
       const ts = tasks.filter((t) => t.serviceId === s.id && t.desiredState === 'running');
+      if (isJob(s.spec.mode)) {
+        const c = replicaCounts(s, tasks);
+        if (c.completed! < c.total! || (s.spec.mode === 'global-job' && c.total === 0)) done = false;
+        parts.push(`${s.spec.name} ${c.completed}/${c.total} completed`);
+        for (const t of ts) {
+          const why = t.status.err ?? (t.status.state === 'pending' ? t.status.message : undefined);
+          if (why && t.specVersion === s.version) problems.push(`${s.spec.name}: ${why}`);
+        }
+        continue;
+      }
       const running = ts.filter((t) => t.status.state === 'running' && t.specVersion === s.version).length;
       const want = s.spec.mode === 'global' ? ts.length : s.spec.replicas;
       if (running < want || (s.spec.mode === 'global' && ts.length === 0)) done = false;
@@ -99,11 +114,17 @@ export function stackCommands(getClient: () => Client): Command {
     .argument('<stack>')
     .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'))
     .action(async (name: string, o: { format: string }) => {
-      const services = (await getClient().request<ServiceRecord[]>('GET', '/services')).filter(
-        (s) => s.spec.labels[STACK_LABEL] === name,
-      );
+      const client = getClient();
+      const [all, tasks] = await Promise.all([
+        client.request<ServiceRecord[]>('GET', '/services'),
+        client.request<TaskRecord[]>('GET', '/tasks'),
+      ]);
+      const services = all.filter((s) => s.spec.labels[STACK_LABEL] === name);
       if (services.length === 0) throw new TsswarmError('not_found', `no such stack: ${name}`);
-      if (o.format === 'json') return void process.stdout.write(`${JSON.stringify(services, null, 2)}\n`);
+      if (o.format === 'json') {
+        const out = services.map((s) => ({ ...s, ...replicaCounts(s, tasks) }));
+        return void process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+      }
       process.stdout.write(
         table(
           ['ID', 'NAME', 'MODE', 'REPLICAS', 'IMAGE'],
@@ -111,7 +132,7 @@ export function stackCommands(getClient: () => Client): Command {
             s.id.slice(0, 12),
             s.spec.name,
             s.spec.mode,
-            String(s.spec.replicas),
+            replicasText(s, replicaCounts(s, tasks)),
             s.spec.container.image,
           ]),
         ),

@@ -1,11 +1,16 @@
-import type { ServiceSpec } from '../api/cluster.js';
+import type { EndpointSpec, PortConfig, ServiceSpec } from '../api/cluster.js';
 import { invalid } from '../api/errors.js';
 import type { NormalizedStack, ServiceSpec as StackService } from './stack/types.js';
 
 /** The label that ties services to their stack (as Docker's com.docker.stack.namespace). */
 export const STACK_LABEL = 'org.tsswarm.stack.namespace';
 
-/** A stack file's service as the cluster's service spec. */
+const MODES = ['replicated', 'global', 'replicated-job', 'global-job'];
+
+/**
+ * A stack file's service as the cluster's service spec. Keys the file may drop later are set
+ * even when empty (undefined), so that a redeploy without them clears them on the service.
+ */
 export function serviceFromStack(
   stackName: string,
   key: string,
@@ -13,16 +18,25 @@ export function serviceFromStack(
   scopedNames: Map<string, string>,
 ): ServiceSpec {
   const d = s.deploy;
-  if (d.mode !== 'replicated' && d.mode !== 'global') {
-    throw invalid(
-      `service ${key}: deploy.mode ${d.mode} is not supported by deploy yet (replicated or global)`,
-    );
+  if (!MODES.includes(d.mode)) {
+    throw invalid(`service ${key}: unknown deploy.mode ${d.mode} (${MODES.join(', ')})`);
   }
   const limits = d.resources.limits;
+  const global = d.mode === 'global' || d.mode === 'global-job';
+  const ports: PortConfig[] = s.ports.map((p) => ({
+    target: p.target,
+    ...(p.published !== undefined ? { published: p.published } : {}),
+    protocol: p.protocol,
+    mode: p.mode,
+  }));
+  const endpoint: EndpointSpec | undefined =
+    ports.length > 0 || d.endpointMode !== 'vip' ? { mode: d.endpointMode, ports } : undefined;
   return {
     name: s.name,
     mode: d.mode,
-    replicas: d.mode === 'global' ? 0 : (d.replicas ?? 1),
+    // replicated-job: completions wanted, all run at once (compose has no max_concurrent)
+    replicas: global ? 0 : (d.replicas ?? 1),
+    maxConcurrent: undefined,
     container: {
       image: s.image,
       ...(s.entrypoint ? { command: s.entrypoint } : {}),
@@ -45,13 +59,14 @@ export function serviceFromStack(
     rollback: d.rollbackConfig,
     constraints: d.placement.constraints,
     preferences: d.placement.preferences,
-    ...(d.placement.maxReplicasPerNode ? { maxReplicasPerNode: d.placement.maxReplicasPerNode } : {}),
+    maxReplicasPerNode: d.placement.maxReplicasPerNode || undefined,
     reservations: {
       nanoCpus: d.resources.reservations.nanoCpus ?? 0,
       memoryBytes: d.resources.reservations.memoryBytes ?? 0,
     },
     labels: { ...d.labels, [STACK_LABEL]: stackName },
     dependsOn: Object.keys(s.dependsOn).map((dep) => scopedNames.get(dep) ?? dep),
+    endpoint,
   };
 }
 

@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import type { NodeRecord, ServiceRecord, TaskRecord } from '../api/cluster.js';
+import type { NodeRecord, ServiceRecord, ServiceSpec, TaskRecord } from '../api/cluster.js';
 import { schedule } from '../scheduler/index.js';
-import type { PendingTask, Node as SchedNode } from '../scheduler/types.js';
-import { reconcileGlobal, reconcileReplicated } from './orchestrator/index.js';
+import type { PendingTask, RunningTask, Node as SchedNode } from '../scheduler/types.js';
+import { reconcileGlobal, reconcileJobs, reconcileReplicated } from './orchestrator/index.js';
 import { isTerminal } from './orchestrator/states.js';
 import type { NodeView, ReconcileResult, ServiceView, Task } from './orchestrator/types.js';
 import { startUpdate, updateStep } from './orchestrator/updater.js';
+import { hostPortsOf, isJob } from './serviceSpec.js';
 import type { Item, Store, TxnOp } from './store/types.js';
 
 const newId = () => randomBytes(12).toString('hex');
@@ -14,12 +15,15 @@ const newId = () => randomBytes(12).toString('hex');
 const HOLDS_NODE = new Set(['assigned', 'accepted', 'preparing', 'ready', 'starting', 'running']);
 
 export function serviceView(s: ServiceRecord): ServiceView {
+  const replicatedJob = s.spec.mode === 'replicated-job';
   return {
     id: s.id,
     name: s.spec.name,
     version: s.version,
     mode: s.spec.mode,
-    replicas: s.spec.replicas,
+    // a replicated job's spec counts completions; its orchestrator's `replicas` is tasks at once
+    replicas: replicatedJob ? (s.spec.maxConcurrent ?? s.spec.replicas) : s.spec.replicas,
+    ...(replicatedJob ? { totalCompletions: s.spec.replicas } : {}),
     restartPolicy: s.spec.restartPolicy,
     update: s.spec.update,
     ...(s.spec.rollback ? { rollback: s.spec.rollback } : {}),
@@ -54,7 +58,12 @@ export class Reconciler {
 
   constructor(
     private readonly store: Store,
-    private readonly opts: { log?: (m: string) => void; seed?: number } = {},
+    private readonly opts: {
+      log?: (m: string) => void;
+      seed?: number;
+      /** Ended tasks kept per slot (per node for the global modes); default 5, negative: all. */
+      historyLimit?: number;
+    } = {},
   ) {}
 
   start(): void {
@@ -142,10 +151,13 @@ export class Reconciler {
     }
 
     // depends_on: a service starts only once each service it depends on has a running task
+    // (or, for a job whose tasks may end before any pass sees them run, a successful one)
     const runningByName = new Map<string, number>();
     for (const { value: svc } of services.items) {
       const n = (byService.get(svc.id) ?? []).filter(
-        (t) => t.value.status.state === 'running' && t.value.desiredState === 'running',
+        (t) =>
+          (t.value.status.state === 'running' && t.value.desiredState === 'running') ||
+          (t.value.status.state === 'complete' && (t.value.status.exitCode ?? 0) === 0),
       ).length;
       runningByName.set(svc.spec.name, n);
     }
@@ -160,9 +172,12 @@ export class Reconciler {
       byService.delete(svc.id);
       const view = serviceView(svc);
       const current: Task[] = items.map((i) => i.value);
+      const history = this.opts.historyLimit !== undefined ? { historyLimit: this.opts.historyLimit } : {};
       let result: ReconcileResult;
-      if (svc.spec.mode === 'global') result = reconcileGlobal(view, current, nodeViews, now, newId);
-      else result = reconcileReplicated(view, current, now, newId, { nodes: nodeViews });
+      if (isJob(svc.spec.mode)) result = reconcileJobs(view, current, nodeViews, now, newId, history);
+      else if (svc.spec.mode === 'global')
+        result = reconcileGlobal(view, current, nodeViews, now, newId, history);
+      else result = reconcileReplicated(view, current, now, newId, { nodes: nodeViews, ...history });
       if (result.wakeAt !== undefined) wake = Math.min(wake ?? Number.POSITIVE_INFINITY, result.wakeAt);
       const toRecord = (t: Task): TaskRecord => ({
         ...t,
@@ -170,6 +185,7 @@ export class Reconciler {
         serviceName: svc.spec.name,
         container: svc.spec.container,
         reservations: svc.spec.reservations,
+        ...(svc.spec.endpoint?.ports.length ? { endpoint: { ports: svc.spec.endpoint.ports } } : {}),
       });
       for (const t of result.create) ops.push({ op: 'create', kind: 'tasks', id: t.id, value: toRecord(t) });
       const byId = new Map(items.map((i) => [i.id, i]));
@@ -220,6 +236,7 @@ export class Reconciler {
     now: number,
   ): { ops: TxnOp[]; wakeAt?: number } {
     const svc = item.value;
+    if (isJob(svc.spec.mode)) return this.rollBackJob(item, now);
     const view = serviceView(svc);
     let state = svc.updateStatus;
     if (svc.rollbackRequested || (state?.status === 'rollback_started' && state.mode === 'update')) {
@@ -271,6 +288,39 @@ export class Reconciler {
       });
     }
     return { ops, ...(step.wakeAt !== undefined ? { wakeAt: step.wakeAt } : {}) };
+  }
+
+  /**
+   * Jobs are not rolled out: a new version is a new run of the job (its orchestrator stops the
+   * older tasks). A rollback only puts the previous spec back, as a new version.
+   */
+  private rollBackJob(item: Item<ServiceRecord>, now: number): { ops: TxnOp[] } {
+    const svc = item.value;
+    if (!svc.rollbackRequested) return { ops: [] };
+    if (!svc.previousSpec) {
+      const next: ServiceRecord = { ...svc, rollbackRequested: false };
+      return {
+        ops: [{ op: 'update', kind: 'services', id: svc.id, value: next, expectedVersion: item.version }],
+      };
+    }
+    const next: ServiceRecord = {
+      ...svc,
+      spec: svc.previousSpec,
+      previousSpec: svc.spec,
+      previousVersion: svc.version,
+      version: svc.version + 1,
+      rollbackRequested: false,
+      updatedAt: now,
+    };
+    next.updateStatus = {
+      ...startUpdate('rollback', serviceView(next), svc.version, now),
+      status: 'rollback_completed',
+      message: 'rollback completed (a job runs again with the previous spec)',
+      completedAt: now,
+    };
+    return {
+      ops: [{ op: 'update', kind: 'services', id: svc.id, value: next, expectedVersion: item.version }],
+    };
   }
 
   private setDesired(it: Item<TaskRecord>, desired: TaskRecord['desiredState'], _now: number): TxnOp {
@@ -328,41 +378,11 @@ export class Reconciler {
     }
     if (pending.length === 0) return { wake };
     const specs = new Map(services.map((s) => [s.id, s.value.spec]));
-    const schedNodes: SchedNode[] = nodes.map(({ value: n }) => ({
-      id: n.id,
-      hostname: n.hostname,
-      role: n.role,
-      availability: n.availability,
-      status: n.status,
-      labels: n.labels,
-      platform: n.platform,
-      resources: n.resources,
-      tasks: tasks
-        .filter(
-          (t) =>
-            t.value.nodeId === n.id &&
-            t.value.desiredState === 'running' &&
-            HOLDS_NODE.has(t.value.status.state),
-        )
-        .map((t) => ({ serviceId: t.value.serviceId, reservations: t.value.reservations, hostPorts: [] })),
-    }));
-    const toSchedule: PendingTask[] = pending.map(({ value: t }) => {
-      const spec = specs.get(t.serviceId);
-      const p: PendingTask = {
-        id: t.id,
-        serviceId: t.serviceId,
-        spec: {
-          reservations: t.reservations,
-          constraints: spec?.constraints ?? [],
-          preferences: spec?.preferences ?? [],
-          hostPorts: [],
-          ...(spec?.maxReplicasPerNode ? { maxReplicasPerNode: spec.maxReplicasPerNode } : {}),
-        },
-      };
-      if (t.slot !== undefined) p.slot = t.slot;
-      if (t.nodeId !== undefined) p.nodeId = t.nodeId;
-      return p;
-    });
+    const schedNodes = schedulerNodes(
+      nodes.map((n) => n.value),
+      tasks.map((t) => t.value),
+    );
+    const toSchedule = pending.map(({ value: t }) => pendingTask(t, specs.get(t.serviceId)));
     const plan = schedule({ nodes: schedNodes }, toSchedule, { seed: this.opts.seed ?? now });
     const byId = new Map(pending.map((p) => [p.id, p]));
     const ops: TxnOp[] = [];
@@ -394,4 +414,55 @@ export class Reconciler {
     if (ops.length) await this.commit(ops);
     return { wake };
   }
+}
+
+/**
+ * The nodes as the scheduler sees them, with the tasks that hold something there: a task wanted
+ * running from its assignment on holds its reservations and host ports; a task being stopped
+ * holds its host ports until it has ended (its process may still be bound to them).
+ */
+export function schedulerNodes(nodes: readonly NodeRecord[], tasks: readonly TaskRecord[]): SchedNode[] {
+  const onNode = new Map<string, RunningTask[]>();
+  for (const t of tasks) {
+    if (t.nodeId === undefined || !HOLDS_NODE.has(t.status.state)) continue;
+    const hostPorts = hostPortsOf(t.endpoint?.ports);
+    let held: RunningTask | undefined;
+    if (t.desiredState === 'running')
+      held = { serviceId: t.serviceId, reservations: t.reservations, hostPorts };
+    else if (hostPorts.length > 0)
+      held = { serviceId: t.serviceId, reservations: { nanoCpus: 0, memoryBytes: 0 }, hostPorts };
+    if (!held) continue;
+    const list = onNode.get(t.nodeId);
+    if (list) list.push(held);
+    else onNode.set(t.nodeId, [held]);
+  }
+  return nodes.map((n) => ({
+    id: n.id,
+    hostname: n.hostname,
+    role: n.role,
+    availability: n.availability,
+    status: n.status,
+    labels: n.labels,
+    platform: n.platform,
+    resources: n.resources,
+    tasks: onNode.get(n.id) ?? [],
+  }));
+}
+
+/** A pending task as the scheduler takes it: placement from its service, ports from the task. */
+export function pendingTask(t: TaskRecord, spec: ServiceSpec | undefined): PendingTask {
+  const p: PendingTask = {
+    id: t.id,
+    serviceId: t.serviceId,
+    spec: {
+      reservations: t.reservations,
+      constraints: spec?.constraints ?? [],
+      preferences: spec?.preferences ?? [],
+      hostPorts: hostPortsOf(t.endpoint?.ports),
+      ...(spec?.maxReplicasPerNode ? { maxReplicasPerNode: spec.maxReplicasPerNode } : {}),
+    },
+  };
+  if (t.slot !== undefined) p.slot = t.slot;
+  if (t.nodeId !== undefined) p.nodeId = t.nodeId;
+  return p;
 }

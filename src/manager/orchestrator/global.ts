@@ -4,7 +4,8 @@
  * node (or one whose status is unknown) keeps what it runs but gains nothing new.
  */
 import { eligibility } from './eligibility.js';
-import { DEFAULT_HISTORY_LIMIT, groupBy, isOccupied, Plan, settle } from './group.js';
+import { groupBy, isOccupied, Plan, settle } from './group.js';
+import { DEFAULT_HISTORY_LIMIT } from './history.js';
 import type { IdGenerator, NodeView, ReconcileOptions, ReconcileResult, ServiceView, Task } from './types.js';
 
 export function reconcileGlobal(

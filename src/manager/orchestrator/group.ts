@@ -2,11 +2,10 @@
  * What the replicated, global and job orchestrators share: a result being built, and the
  * settling of one group of tasks (a slot, or a node of a global service).
  */
+import { pruneGroup } from './history.js';
 import { decideRestart, newTask } from './restart.js';
-import { hasEnded, isDesiredUp, isLive, isTerminal, rankOf } from './states.js';
+import { hasEnded, isDesiredUp, isLive, rankOf } from './states.js';
 import type { IdGenerator, NodeView, ReconcileResult, ServiceView, Task } from './types.js';
-
-export const DEFAULT_HISTORY_LIMIT = 5;
 
 /** A result under construction. */
 export class Plan {
@@ -29,14 +28,9 @@ export class Plan {
     return t;
   }
 
-  /** Deletes terminal tasks of a group beyond the newest `limit` (never one still wanted up). */
+  /** Deletes terminal tasks of a group beyond the newest `limit` (see `pruneGroup`). */
   prune(group: readonly Task[], limit: number): void {
-    const ended = group
-      .filter((t) => isTerminal(t.status.state))
-      .sort((a, b) => b.status.timestamp - a.status.timestamp || b.createdAt - a.createdAt);
-    for (const t of ended.slice(Math.max(0, limit))) {
-      if (!isDesiredUp(t.desiredState) || this.shutdown.has(t.id)) this.remove.add(t.id);
-    }
+    for (const id of pruneGroup(group, limit, this.shutdown)) this.remove.add(id);
   }
 
   result(): ReconcileResult {

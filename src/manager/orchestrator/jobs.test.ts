@@ -101,3 +101,47 @@ t.test('global job: one success per eligible node, a late node runs it too', asy
   tasks = report(converge(apply(tasks, r3), 5), ['y1'], 'complete', 6, 0);
   t.same(reconcileJobs(job, tasks, late, 7, counter('z')).progress.done, true);
 });
+
+t.test('a new version is a new run: the old run becomes history, pruned as any other', async (t) => {
+  const job = makeService({
+    mode: 'replicated-job',
+    replicas: 2,
+    totalCompletions: 2,
+    restartPolicy: { condition: 'on-failure', delayMs: 0, maxAttempts: 0, windowMs: 0 },
+  });
+  let tasks = converge(apply([], reconcileJobs(job, [], [], 0, counter())), 1);
+  tasks = report(tasks, ['t1', 't2'], 'complete', 2, 0);
+  t.same(reconcileJobs(job, tasks, [], 3, counter('y')).progress.done, true);
+  const v2 = { ...job, version: 2 };
+  const r = reconcileJobs(v2, tasks, [], 3, counter('x'));
+  t.same(r.shutdown.sort(), ['t1', 't2'], "the old run's successes no longer count");
+  t.same(
+    r.create.map((x) => x.slot),
+    [1, 2],
+  );
+  t.same(r.remove, [], 'within the history limit');
+  const none = reconcileJobs(v2, tasks, [], 3, counter('x'), { historyLimit: 0 });
+  t.same(none.remove.sort(), ['t1', 't2'], 'no history kept: deleted at once');
+  t.same(none.shutdown, []);
+});
+
+t.test('a job task that keeps failing: its slot keeps at most the history limit', async (t) => {
+  const job = makeService({
+    mode: 'replicated-job',
+    replicas: 1,
+    restartPolicy: { condition: 'on-failure', delayMs: 0, maxAttempts: 0, windowMs: 0 },
+  });
+  const ids = counter();
+  let tasks: Task[] = [];
+  for (let round = 1; round <= 12; round++) {
+    tasks = converge(
+      apply(tasks, reconcileJobs(job, tasks, [], round * 10, ids, { historyLimit: 3 })),
+      round * 10,
+    );
+    const up = live(tasks);
+    t.equal(up.length, 1, `round ${round}: one task runs`);
+    t.ok(tasks.filter((x) => x.status.state === 'failed').length <= 3, `round ${round}: ≤ 3 ended kept`);
+    tasks = report(tasks, [up[0]!.id], 'failed', round * 10 + 5, 1);
+  }
+  t.equal(ids(), 't13', '12 tasks were run, one per failure');
+});

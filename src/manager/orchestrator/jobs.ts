@@ -3,18 +3,12 @@
  * (slots 1..totalCompletions) with at most `replicas` tasks at once; a global job wants one
  * successful run per eligible node, nodes that join later included. Failures follow the restart
  * policy (a clean exit is never restarted). Only tasks of the current service version count: a
- * new version is a new run of the job, and tasks of older versions still up are stopped.
+ * new version is a new run of the job, and the tasks of older versions are stopped (their
+ * successful runs included) and pruned as history of their slot or node.
  */
 import { eligibility } from './eligibility.js';
-import {
-  DEFAULT_HISTORY_LIMIT,
-  groupBy,
-  isOccupied,
-  nodeLost,
-  Plan,
-  type SettleOutcome,
-  settle,
-} from './group.js';
+import { groupBy, isOccupied, nodeLost, Plan, type SettleOutcome, settle } from './group.js';
+import { DEFAULT_HISTORY_LIMIT, pruneHistory } from './history.js';
 import { endedInFailure, isLive } from './states.js';
 import type { IdGenerator, NodeView, ReconcileOptions, ReconcileResult, ServiceView, Task } from './types.js';
 
@@ -48,17 +42,17 @@ export function reconcileJobs(
 ): JobResult {
   const plan = new Plan(service, now, ids);
   const mine = tasks.filter((t) => t.serviceId === service.id);
-  for (const t of mine) if (t.specVersion !== service.version && isLive(t)) plan.stop(t);
+  // an older version's tasks are history now, its successful runs included
+  for (const t of mine) if (t.specVersion !== service.version) plan.stop(t);
   const current = mine.filter((t) => t.specVersion === service.version);
-  const limit = opts.historyLimit ?? DEFAULT_HISTORY_LIMIT;
   const progress =
-    service.mode === 'global-job'
-      ? globalJob(plan, current, nodes, limit)
-      : replicatedJob(plan, current, nodes, limit);
+    service.mode === 'global-job' ? globalJob(plan, current, nodes) : replicatedJob(plan, current, nodes);
+  const limit = opts.historyLimit ?? DEFAULT_HISTORY_LIMIT;
+  for (const id of pruneHistory(service.mode, mine, limit, plan.shutdown)) plan.remove.add(id);
   return { ...plan.result(), progress };
 }
 
-function replicatedJob(plan: Plan, tasks: Task[], nodes: readonly NodeView[], limit: number): JobProgress {
+function replicatedJob(plan: Plan, tasks: Task[], nodes: readonly NodeView[]): JobProgress {
   const { service } = plan;
   const total = Math.max(0, service.totalCompletions ?? service.replicas);
   const byId = new Map(nodes.map((n) => [n.id, n]));
@@ -100,11 +94,10 @@ function replicatedJob(plan: Plan, tasks: Task[], nodes: readonly NodeView[], li
       running++;
     } else if (outcome === 'dead') failed++;
   }
-  for (const group of slots.values()) plan.prune(group, limit);
   return { total, succeeded, failed, running, done: running === 0 && succeeded + failed >= total };
 }
 
-function globalJob(plan: Plan, tasks: Task[], nodes: readonly NodeView[], limit: number): JobProgress {
+function globalJob(plan: Plan, tasks: Task[], nodes: readonly NodeView[]): JobProgress {
   const elig = eligibility(plan.service);
   const byId = new Map(nodes.map((n) => [n.id, n]));
   const groups = groupBy(tasks, (t) => t.nodeId);
@@ -139,6 +132,5 @@ function globalJob(plan: Plan, tasks: Task[], nodes: readonly NodeView[], limit:
       total++;
     }
   }
-  for (const group of groups.values()) plan.prune(group, limit);
   return { total, succeeded, failed, running, done: running === 0 && succeeded + failed >= total };
 }

@@ -3,7 +3,8 @@
  * Scaling down stops the highest slots; scaling up fills the lowest free numbers; an ended task
  * is replaced as the restart policy says; a task on a down, drained or deleted node is moved.
  */
-import { DEFAULT_HISTORY_LIMIT, groupBy, isOccupied, nodeLost, Plan, settle } from './group.js';
+import { groupBy, isOccupied, nodeLost, Plan, settle } from './group.js';
+import { DEFAULT_HISTORY_LIMIT } from './history.js';
 import type { IdGenerator, ReconcileOptions, ReconcileResult, ServiceView, Task } from './types.js';
 
 /**

@@ -710,8 +710,11 @@ class Normalizer {
   }
 }
 
-/** Short port syntax; ranges expand to one PortSpec per port. */
-function parseShortPort(spec: string): Parsed<{ hostIp?: string; ports: PortSpec[] }> {
+/**
+ * Short port syntax `[HOST_IP:][PUBLISHED[-END]:]TARGET[-END][/PROTOCOL]`; ranges expand to one
+ * PortSpec per port (mode ingress). Also `service create --publish`'s short form.
+ */
+export function parseShortPort(spec: string): Parsed<{ hostIp?: string; ports: PortSpec[] }> {
   const fail = (error: string) => ({ ok: false as const, error });
   let s = spec;
   let protocol = 'tcp';
