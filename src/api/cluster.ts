@@ -21,11 +21,36 @@ export interface ContainerSpec {
   limits: { memoryBytes?: number; nanoCpus?: number; pids?: number };
 }
 
+/**
+ * A port the service publishes (Docker's PortConfig). `ingress`: reachable on every node;
+ * `host`: bound on the node of each task only, so two such tasks never share a node.
+ */
+export interface PortConfig {
+  /** The port inside the container. */
+  target: number;
+  /** The port on the node(s); absent: chosen by the cluster (ingress) or by the node (host). */
+  published?: number;
+  protocol: 'tcp' | 'udp' | 'sctp';
+  mode: 'ingress' | 'host';
+}
+
+/** How a service is reached: its published ports and how its tasks are load-balanced. */
+export interface EndpointSpec {
+  /** vip (default): one virtual IP over the tasks; dnsrr: DNS round robin. */
+  mode?: 'vip' | 'dnsrr';
+  ports: PortConfig[];
+}
+
 /** The user's declaration of a service. */
 export interface ServiceSpec {
   name: string;
   mode: ServiceMode;
+  /**
+   * replicated: tasks wanted. replicated-job: successful completions wanted. Global modes: 0.
+   */
   replicas: number;
+  /** replicated-job: tasks run at once (default `replicas`). */
+  maxConcurrent?: number;
   container: ContainerSpec;
   restartPolicy: RestartPolicy;
   update: UpdateConfig;
@@ -38,6 +63,8 @@ export interface ServiceSpec {
   labels: Record<string, string>;
   /** Names of services that must have a running task before this one starts (depends_on). */
   dependsOn?: string[];
+  /** Published ports (absent: none). */
+  endpoint?: EndpointSpec;
 }
 
 export interface ServiceRecord {
@@ -65,6 +92,8 @@ export interface TaskRecord extends Task {
   reservations: { nanoCpus: number; memoryBytes: number };
   /** The engine's container id once the worker created it. */
   containerId?: string;
+  /** The service's published ports when the task was created (what its node must publish). */
+  endpoint?: { ports: PortConfig[] };
 }
 
 export interface NodeRecord {
@@ -79,6 +108,8 @@ export interface NodeRecord {
   platform: { os: string; arch: string };
   resources: { nanoCpus: number; memoryBytes: number };
   engineVersion: string;
+  /** A manager's dispatcher address (HOST:PORT), where nodes keep their sessions. */
+  managerAddr?: string;
 }
 
 export interface ClusterRecord {

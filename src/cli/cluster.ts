@@ -3,6 +3,16 @@ import type { Client } from '../api/client.js';
 import type { NodeRecord, ServiceRecord, ServiceSpec, TaskRecord } from '../api/cluster.js';
 import { invalid } from '../api/errors.js';
 import { parseBytes, parseCpus } from '../engine/cgroups/limits.js';
+import { isTerminal } from '../manager/orchestrator/states.js';
+import type { RestartPolicy } from '../manager/orchestrator/types.js';
+import {
+  isJob,
+  parsePlacementPref,
+  parsePublish,
+  type ServiceSpecInput,
+  updatePorts,
+  updatePreferences,
+} from '../manager/serviceSpec.js';
 import { splitShellWords } from '../manager/stack/shellwords.js';
 import { ago, table } from './render.js';
 
@@ -61,15 +71,39 @@ export function swarmCommands(getClient: GetClient): Command {
       );
     });
   c.command('join')
-    .description('Join a swarm as a worker, through one of its managers')
+    .description('Join a swarm as a worker or a manager (by the token), through one of its managers')
     .argument('<manager>', 'HOST:PORT of a manager')
-    .requiredOption('--token <token>', 'the join token (tsswarm swarm join-token worker)')
-    .option('--advertise-addr <addr>', 'address of this node')
-    .action(async (manager: string, o: { token: string; advertiseAddr?: string }) => {
-      await getClient().request('POST', '/swarm/join', {
-        body: { token: o.token, manager, advertiseAddr: o.advertiseAddr },
-      });
-      process.stdout.write('This node joined a swarm as a worker.\n');
+    .requiredOption('--token <token>', 'the join token (tsswarm swarm join-token worker|manager)')
+    .option('--advertise-addr <addr>', 'address of this node (required to join as a manager)')
+    .option(
+      '--dispatcher-port <port>',
+      'as a manager: port nodes talk to this manager on',
+      int('--dispatcher-port'),
+    )
+    .action(
+      async (manager: string, o: { token: string; advertiseAddr?: string; dispatcherPort?: number }) => {
+        const r = await getClient().request<{ Role: string }>('POST', '/swarm/join', {
+          body: { token: o.token, manager, advertiseAddr: o.advertiseAddr, dispatcherPort: o.dispatcherPort },
+        });
+        process.stdout.write(`This node joined a swarm as a ${r.Role}.\n`);
+      },
+    );
+  c.command('inspect')
+    .description('Show the swarm as this manager sees it (JSON): cluster and node ids, etcd endpoints')
+    .action(async () => {
+      json(await getClient().request('GET', '/swarm'));
+    });
+  c.command('leave')
+    .description(
+      'Leave the swarm: task containers are removed and the node forgets the swarm (a manager needs --force)',
+    )
+    .option(
+      '-f, --force',
+      'leave even as a manager (its etcd member leaves too; the last one ends the swarm)',
+    )
+    .action(async (o: { force?: boolean }) => {
+      await getClient().request('POST', '/swarm/leave', { query: { force: o.force ? '1' : undefined } });
+      process.stdout.write('Node left the swarm.\n');
     });
   return c;
 }
@@ -98,6 +132,24 @@ export function nodeCommands(getClient: GetClient): Command {
       await getClient().request('POST', `/nodes/${enc(ref)}/update`, { body: o });
       process.stdout.write(`${ref}\n`);
     });
+  for (const [verb, role] of [
+    ['promote', 'manager'],
+    ['demote', 'worker'],
+  ] as const) {
+    c.command(verb)
+      .description(
+        verb === 'promote'
+          ? "Make workers managers (each gets a manager certificate and, with the swarm's own etcd, a member)"
+          : 'Make managers workers (their etcd members leave; the last manager cannot be demoted)',
+      )
+      .argument('<node...>')
+      .action(async (refs: string[]) => {
+        for (const r of refs) {
+          await getClient().request('POST', `/nodes/${enc(r)}/${verb}`);
+          process.stdout.write(`Node ${r} ${verb}d to a ${role} in the swarm.\n`);
+        }
+      });
+  }
   c.command('rm')
     .description('Remove a node that is down from the swarm')
     .argument('<node...>')
@@ -114,23 +166,70 @@ export function nodeCommands(getClient: GetClient): Command {
     .description('List the nodes of the swarm')
     .addOption(formatOption())
     .action(async (o: { format: string }) => {
-      const nodes = await getClient().request<NodeRecord[]>('GET', '/nodes');
+      const nodes = await getClient().request<Array<NodeRecord & { managerStatus?: string }>>(
+        'GET',
+        '/nodes',
+      );
       if (o.format === 'json') return void json(nodes);
       process.stdout.write(
         table(
-          ['ID', 'HOSTNAME', 'STATUS', 'AVAILABILITY', 'ROLE', 'ENGINE VERSION'],
+          ['ID', 'HOSTNAME', 'ADDRESS', 'STATUS', 'AVAILABILITY', 'MANAGER STATUS', 'ENGINE VERSION'],
           nodes.map((n) => [
             n.id.slice(0, 12),
             n.hostname,
+            n.address,
             n.status,
             n.availability,
-            n.role,
+            n.managerStatus ?? '',
             n.engineVersion,
           ]),
         ),
       );
     });
   return c;
+}
+
+/** How many of a service's tasks run, are wanted, and (jobs) have completed. */
+export interface ReplicaCounts {
+  running: number;
+  desired: number;
+  /** Jobs: successful runs of the current version, and how many are wanted in all. */
+  completed?: number;
+  total?: number;
+}
+
+export function replicaCounts(s: ServiceRecord, tasks: readonly TaskRecord[]): ReplicaCounts {
+  const mine = tasks.filter((t) => t.serviceId === s.id);
+  const isRunning = (t: TaskRecord) => t.status.state === 'running' && t.desiredState === 'running';
+  const live = (t: TaskRecord) => t.desiredState === 'running' && !isTerminal(t.status.state);
+  if (!isJob(s.spec.mode)) {
+    const running = mine.filter(isRunning).length;
+    return { running, desired: s.spec.mode === 'global' ? mine.filter(live).length : s.spec.replicas };
+  }
+  // a job's run is its current version: older tasks are history
+  const cur = mine.filter((t) => t.specVersion === s.version);
+  const done = new Set<string>();
+  for (const t of cur) {
+    if (t.status.state !== 'complete' || (t.status.exitCode ?? 0) !== 0) continue;
+    if (s.spec.mode === 'global-job') done.add(t.nodeId ?? t.id);
+    else if (t.slot !== undefined && t.slot <= s.spec.replicas) done.add(String(t.slot));
+  }
+  const completed = done.size;
+  const running = cur.filter(isRunning).length;
+  if (s.spec.mode === 'global-job') {
+    // every node the job was started on, those where the restart policy gave up included
+    const nodes = new Set(cur.filter((t) => t.desiredState === 'running').map((t) => t.nodeId ?? t.id));
+    return { running, desired: cur.filter(live).length, completed, total: Math.max(nodes.size, completed) };
+  }
+  // desired: the tasks wanted up now (at most max-concurrent; none for a slot given up on)
+  return { running, desired: cur.filter(live).length, completed, total: s.spec.replicas };
+}
+
+/** The REPLICAS column as docker shows it: `2/3`, `1/1 (max 1 per node)`, jobs `1/2 (3/5 completed)`. */
+export function replicasText(s: ServiceRecord, c: ReplicaCounts): string {
+  const base = `${c.running}/${c.desired}`;
+  if (c.completed !== undefined) return `${base} (${c.completed}/${c.total} completed)`;
+  return s.spec.maxReplicasPerNode ? `${base} (max ${s.spec.maxReplicasPerNode} per node)` : base;
 }
 
 function taskRows(tasks: TaskRecord[]): string[][] {
@@ -155,33 +254,61 @@ export function serviceCommands(getClient: GetClient): Command {
     .argument('[command...]')
     .passThroughOptions()
     .requiredOption('--name <name>', 'service name')
-    .option('--replicas <n>', 'number of tasks (replicated mode)', int('--replicas'))
+    .option(
+      '--replicas <n>',
+      'number of tasks (replicated), or of successful completions wanted (replicated-job; default 1)',
+      int('--replicas'),
+    )
     .addOption(
-      new Option('--mode <mode>', 'replicated or global')
-        .choices(['replicated', 'global'])
+      new Option(
+        '--mode <mode>',
+        'replicated, global (one task per node), replicated-job or global-job (tasks run to completion)',
+      )
+        .choices(['replicated', 'global', 'replicated-job', 'global-job'])
         .default('replicated'),
+    )
+    .option(
+      '--max-concurrent <n>',
+      'replicated-job: tasks run at once (default: --replicas)',
+      int('--max-concurrent'),
     )
     .option('-e, --env <KEY=VALUE>', 'environment variable', collect)
     .option('--constraint <expr>', 'placement constraint, e.g. node.role==worker', collect)
+    .option(
+      '--placement-pref <pref>',
+      'placement preference, e.g. spread=node.labels.zone (repeatable: spread within spread)',
+      collect,
+    )
+    .option(
+      '-p, --publish <port>',
+      'publish a port: [PUBLISHED:]TARGET[/PROTOCOL] or published=8080,target=80[,protocol=tcp|udp|sctp][,mode=ingress|host] (repeatable)',
+      collect,
+    )
     .option('--limit-memory <bytes>', 'memory limit')
     .option('--limit-cpu <cpus>', 'CPU limit')
     .option('--reserve-memory <bytes>', 'memory reservation')
     .option('--reserve-cpu <cpus>', 'CPU reservation')
     .addOption(
-      new Option('--restart-condition <c>', 'restart when a task exits').choices([
-        'none',
-        'on-failure',
-        'any',
-      ]),
+      new Option(
+        '--restart-condition <c>',
+        'restart when a task exits (default any; on-failure for jobs, which never rerun a success)',
+      ).choices(['none', 'on-failure', 'any']),
     )
     .option('--restart-delay <ms>', 'delay between restart attempts, in ms', int('--restart-delay'))
     .option('--restart-max-attempts <n>', 'maximum restarts before giving up', int('--restart-max-attempts'))
     .action(async (image: string, args: string[], o: Record<string, unknown>) => {
       const cpu = (v: unknown) => (v === undefined ? undefined : parseCpus(String(v)));
-      const spec: Partial<ServiceSpec> = {
+      const restart: Partial<RestartPolicy> = {
+        ...(o.restartCondition ? { condition: o.restartCondition as RestartPolicy['condition'] } : {}),
+        ...(o.restartDelay !== undefined ? { delayMs: o.restartDelay as number } : {}),
+        ...(o.restartMaxAttempts !== undefined ? { maxAttempts: o.restartMaxAttempts as number } : {}),
+      };
+      const ports = ((o.publish as string[]) ?? []).flatMap(parsePublish);
+      const spec: ServiceSpecInput = {
         name: o.name as string,
         mode: o.mode as ServiceSpec['mode'],
         replicas: o.replicas as number | undefined,
+        ...(o.maxConcurrent !== undefined ? { maxConcurrent: o.maxConcurrent as number } : {}),
         container: {
           image,
           args: args.length ? args : undefined,
@@ -194,20 +321,13 @@ export function serviceCommands(getClient: GetClient): Command {
           },
         },
         constraints: (o.constraint as string[]) ?? [],
+        preferences: ((o.placementPref as string[]) ?? []).map(parsePlacementPref),
         reservations: {
           memoryBytes: o.reserveMemory ? parseBytes(String(o.reserveMemory)) : 0,
           nanoCpus: cpu(o.reserveCpu) ?? 0,
         },
-        ...(o.restartCondition || o.restartDelay !== undefined || o.restartMaxAttempts !== undefined
-          ? {
-              restartPolicy: {
-                condition: (o.restartCondition as 'none' | 'on-failure' | 'any') ?? 'any',
-                delayMs: (o.restartDelay as number) ?? 5000,
-                maxAttempts: (o.restartMaxAttempts as number) ?? 0,
-                windowMs: 0,
-              },
-            }
-          : {}),
+        ...(Object.keys(restart).length > 0 ? { restartPolicy: restart } : {}),
+        ...(ports.length > 0 ? { endpoint: { ports } } : {}),
       };
       const rec = await getClient().request<ServiceRecord>('POST', '/services', { body: spec });
       process.stdout.write(`${rec.id}\n`);
@@ -221,20 +341,17 @@ export function serviceCommands(getClient: GetClient): Command {
         client.request<ServiceRecord[]>('GET', '/services'),
         client.request<TaskRecord[]>('GET', '/tasks'),
       ]);
-      const running = (id: string) =>
-        tasks.filter(
-          (t) => t.serviceId === id && t.status.state === 'running' && t.desiredState === 'running',
-        ).length;
-      if (o.format === 'json') return void json(services.map((s) => ({ ...s, running: running(s.id) })));
+      if (o.format === 'json') return void json(services.map((s) => ({ ...s, ...replicaCounts(s, tasks) })));
       process.stdout.write(
         table(
-          ['ID', 'NAME', 'MODE', 'REPLICAS', 'IMAGE'],
+          ['ID', 'NAME', 'MODE', 'REPLICAS', 'IMAGE', 'PORTS'],
           services.map((s) => [
             s.id.slice(0, 12),
             s.spec.name,
             s.spec.mode,
-            s.spec.mode === 'global' ? `${running(s.id)}` : `${running(s.id)}/${s.spec.replicas}`,
+            replicasText(s, replicaCounts(s, tasks)),
             s.spec.container.image,
+            portsText(s),
           ]),
         ),
       );
@@ -259,7 +376,7 @@ export function serviceCommands(getClient: GetClient): Command {
       json(out);
     });
   c.command('scale')
-    .description('Scale replicated services: SERVICE=REPLICAS ...')
+    .description('Scale replicated services: SERVICE=REPLICAS ... (not global services, not jobs)')
     .argument('<service=replicas...>')
     .action(async (pairs: string[]) => {
       for (const p of pairs) {
@@ -277,7 +394,25 @@ export function serviceCommands(getClient: GetClient): Command {
     .option('--image <image>', 'new image')
     .option('--args <command>', 'new command arguments, split as a shell would (e.g. "sh -c \'exit 3\'")')
     .option('--env-add <KEY=VALUE>', 'add or replace an environment variable', collect)
-    .option('--replicas <n>', 'number of tasks', int('--replicas'))
+    .option('--replicas <n>', 'number of tasks (replicated-job: completions wanted)', int('--replicas'))
+    .option('--max-concurrent <n>', 'replicated-job: tasks run at once', int('--max-concurrent'))
+    .option(
+      '--placement-pref-add <pref>',
+      'add a placement preference, e.g. spread=node.labels.zone',
+      collect,
+    )
+    .option('--placement-pref-rm <pref>', 'remove a placement preference', collect)
+    .option(
+      '--publish-add <port>',
+      'publish a port (as create --publish): [PUBLISHED:]TARGET[/PROTOCOL] or published=P,target=T,…',
+      collect,
+    )
+    .option('-p, --publish <port>', 'same as --publish-add', collect)
+    .option(
+      '--publish-rm <port>',
+      'stop publishing a port, named by its target port: TARGET[/PROTOCOL]',
+      collect,
+    )
     .option('--update-parallelism <n>', 'tasks updated at once (0: all)', int('--update-parallelism'))
     .option('--update-delay <ms>', 'delay between batches, in ms', int('--update-delay'))
     .option(
@@ -315,7 +450,23 @@ export function serviceCommands(getClient: GetClient): Command {
         if (!split.ok) throw invalid(`invalid --args: ${split.error}`);
         args = split.value;
       }
+      const prefAdd = (o.placementPrefAdd as string[]) ?? [];
+      const prefRm = (o.placementPrefRm as string[]) ?? [];
+      const portAdd = [...((o.publishAdd as string[]) ?? []), ...((o.publish as string[]) ?? [])];
+      const portRm = (o.publishRm as string[]) ?? [];
       const spec: Partial<ServiceSpec> = {
+        ...(prefAdd.length + prefRm.length > 0
+          ? { preferences: updatePreferences(cur.spec.preferences, prefAdd, prefRm) }
+          : {}),
+        ...(portAdd.length + portRm.length > 0
+          ? {
+              endpoint: {
+                ...(cur.spec.endpoint?.mode ? { mode: cur.spec.endpoint.mode } : {}),
+                ports: updatePorts(cur.spec.endpoint?.ports ?? [], portAdd, portRm),
+              },
+            }
+          : {}),
+        ...(o.maxConcurrent !== undefined ? { maxConcurrent: o.maxConcurrent as number } : {}),
         container: {
           ...cur.spec.container,
           ...(o.image ? { image: String(o.image) } : {}),
@@ -352,4 +503,14 @@ export function serviceCommands(getClient: GetClient): Command {
       }
     });
   return c;
+}
+
+/** The PORTS column as docker shows it: `*:8080->80/tcp`, host mode `8080->80/tcp (host)`. */
+function portsText(s: ServiceRecord): string {
+  return (s.spec.endpoint?.ports ?? [])
+    .map(
+      (p) =>
+        `${p.mode === 'ingress' ? '*:' : ''}${p.published ?? ''}->${p.target}/${p.protocol}${p.mode === 'host' ? ' (host)' : ''}`,
+    )
+    .join(', ');
 }

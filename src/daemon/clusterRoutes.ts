@@ -2,11 +2,16 @@ import type { FastifyInstance } from 'fastify';
 import type { ServiceSpec } from '../api/cluster.js';
 import { invalid, precondition } from '../api/errors.js';
 import type { Engine } from '../engine/engine.js';
+import { atomicWriteJson } from '../engine/fsutil.js';
 import type { NormalizedStack } from '../manager/stack/types.js';
-import { type InitOptions, SwarmNode } from '../manager/swarm.js';
-import { WorkerNode } from '../worker/workerNode.js';
+import { forgetSwarm, type InitOptions, SwarmNode } from '../manager/swarm.js';
+import { type JoinOptions, requestJoin, requestPromotion } from '../worker/join.js';
+import { WorkerNode, type WorkerState } from '../worker/workerNode.js';
 
-/** The daemon's swarm membership: none until `swarm init`, restored at daemon start. */
+/**
+ * The daemon's swarm membership: none until `swarm init` or `swarm join`, restored at daemon
+ * start; a promoted worker turns into a manager here and a demoted manager into a worker.
+ */
 export class SwarmHolder {
   node?: SwarmNode;
   worker?: WorkerNode;
@@ -17,8 +22,102 @@ export class SwarmHolder {
 
   async restore(): Promise<void> {
     if (WorkerNode.isWorker(this.engine.opts.dataRoot))
-      this.worker = await WorkerNode.restore(this.engine, this.log);
-    else this.node = await SwarmNode.restore(this.engine, this.log);
+      this.setWorker(await WorkerNode.restore(this.engine, this.log));
+    else {
+      const n = await SwarmNode.restore(this.engine, this.log);
+      if (n) this.setManager(n);
+    }
+  }
+
+  async join(opts: JoinOptions): Promise<{ NodeId: string; ClusterId: string; Role: string }> {
+    if (this.node || this.worker) throw precondition('this node is already part of a swarm');
+    const { answer, creds } = await requestJoin(opts);
+    if (answer.role === 'manager') {
+      if (!opts.advertiseAddr) throw invalid('a manager joins with --advertise-addr');
+      this.setManager(
+        await SwarmNode.joinAsManager(
+          this.engine,
+          answer,
+          creds,
+          {
+            advertiseAddr: opts.advertiseAddr,
+            ...(opts.dispatcherPort ? { dispatcherPort: opts.dispatcherPort } : {}),
+          },
+          this.log,
+        ),
+      );
+    } else this.setWorker(await WorkerNode.joined(this.engine, answer, creds, opts.manager, this.log));
+    return { NodeId: answer.nodeId, ClusterId: answer.clusterId, Role: answer.role };
+  }
+
+  /** Tracks a manager created by `swarm init`. */
+  adopt(n: SwarmNode): void {
+    this.setManager(n);
+  }
+
+  private setManager(n: SwarmNode): void {
+    this.node = n;
+    this.worker = undefined;
+    n.onDemoted = () => void this.demoted(n);
+  }
+
+  private setWorker(w: WorkerNode): void {
+    this.worker = w;
+    this.node = undefined;
+    w.onPromoted = () => void this.promoted(w);
+  }
+
+  /** Serialises role changes: a promotion or demotion finishes before the next starts. */
+  private changing: Promise<void> = Promise.resolve();
+
+  private promoted(w: WorkerNode): void {
+    this.changing = this.changing.then(async () => {
+      if (this.worker !== w) return;
+      this.log('this node was promoted: becoming a manager');
+      try {
+        const { answer, creds } = await requestPromotion(w.manager, w.credentials);
+        if (!answer.address) throw new Error('the manager did not say at which address this node is known');
+        await w.close();
+        this.setManager(
+          await SwarmNode.joinAsManager(
+            this.engine,
+            answer,
+            creds,
+            { advertiseAddr: answer.address },
+            this.log,
+          ),
+        );
+      } catch (e) {
+        this.log(`promotion failed: ${(e as Error).message}; staying a worker`);
+        if (this.worker === w) this.setWorker(await WorkerNode.restore(this.engine, this.log));
+      }
+    });
+  }
+
+  private demoted(n: SwarmNode): void {
+    this.changing = this.changing.then(async () => {
+      if (this.node !== n) return;
+      this.log('this node was demoted: becoming a worker');
+      const managers = await n.becomeWorker();
+      const state: WorkerState = {
+        role: 'worker',
+        clusterId: n.state.clusterId,
+        nodeId: n.state.nodeId,
+        managers,
+      };
+      await atomicWriteJson(SwarmNode.statePath(this.engine.opts.dataRoot), state);
+      this.setWorker(await WorkerNode.restore(this.engine, this.log));
+    });
+  }
+
+  /** `swarm leave`: the node leaves the swarm and forgets it; its task containers are removed. */
+  async leave(force: boolean): Promise<void> {
+    if (this.node) await this.node.leave(force);
+    else if (this.worker) await this.worker.leave();
+    else throw precondition('this node is not part of a swarm');
+    this.node = undefined;
+    this.worker = undefined;
+    await forgetSwarm(this.engine.opts.dataRoot);
   }
 
   manager(): SwarmNode {
@@ -45,24 +144,27 @@ export function registerClusterRoutes(
     for (const p of [body.etcdClientPort, body.etcdPeerPort]) {
       if (p !== undefined && (!Number.isInteger(p) || p < 1 || p > 65535)) throw invalid(`invalid port ${p}`);
     }
-    swarm.node = await SwarmNode.init(swarm.engine, body, log);
+    swarm.adopt(await SwarmNode.init(swarm.engine, body, log));
     reply.code(201);
-    return { ClusterId: swarm.node.state.clusterId, NodeId: swarm.node.state.nodeId };
+    return { ClusterId: swarm.node!.state.clusterId, NodeId: swarm.node!.state.nodeId };
   });
-  app.post<{ Body: { token?: string; manager?: string; advertiseAddr?: string } }>(
+  app.post<{ Body: { token?: string; manager?: string; advertiseAddr?: string; dispatcherPort?: number } }>(
     '/swarm/join',
     async (req) => {
-      if (swarm.node || swarm.worker) throw precondition('this node is already part of a swarm');
       const b = req.body ?? {};
       if (!b.token || !b.manager) throw invalid('swarm join needs a token and a manager address');
-      swarm.worker = await WorkerNode.join(
-        swarm.engine,
-        { token: b.token, manager: b.manager, advertiseAddr: b.advertiseAddr },
-        log,
-      );
-      return { NodeId: swarm.worker.state.nodeId, ClusterId: swarm.worker.state.clusterId };
+      return swarm.join({
+        token: b.token,
+        manager: b.manager,
+        ...(b.advertiseAddr ? { advertiseAddr: b.advertiseAddr } : {}),
+        ...(b.dispatcherPort ? { dispatcherPort: b.dispatcherPort } : {}),
+      });
     },
   );
+  app.post<{ Querystring: { force?: string } }>('/swarm/leave', async (req) => {
+    await swarm.leave(req.query.force === '1');
+    return {};
+  });
   app.get<{ Querystring: { role?: string; rotate?: string } }>('/swarm/join-token', async (req) => {
     const m = swarm.manager();
     const role = (req.query.role ?? 'worker') as 'worker' | 'manager';
@@ -72,7 +174,13 @@ export function registerClusterRoutes(
     const n = swarm.manager();
     return { ClusterId: n.state.clusterId, NodeId: n.state.nodeId, Etcd: n.state.etcd.endpoints };
   });
-  app.get('/nodes', async () => swarm.manager().nodes());
+  app.get('/nodes', async () => swarm.manager().nodesWithStatus());
+  app.post<{ Params: { ref: string } }>('/nodes/:ref/promote', async (req) =>
+    swarm.manager().promoteNode(req.params.ref),
+  );
+  app.post<{ Params: { ref: string } }>('/nodes/:ref/demote', async (req) =>
+    swarm.manager().demoteNode(req.params.ref),
+  );
   app.get<{ Params: { ref: string } }>('/nodes/:ref', async (req) => swarm.manager().node(req.params.ref));
   app.post<{
     Params: { ref: string };

@@ -9,6 +9,7 @@ import type { StatusUpdate } from '../worker/agent.js';
 import { identityFromCertificate, issueNodeCertificate } from './ca/ca.js';
 import type { NodeCredentials } from './ca/tls.js';
 import { verifyJoinToken } from './ca/token.js';
+import { HeartbeatKeeper } from './liveness.js';
 import { recordStatus } from './localLink.js';
 import type { Store } from './store/types.js';
 
@@ -22,6 +23,8 @@ export interface JoinRequest {
   address: string;
   platform: { os: string; arch: string };
   resources: { nanoCpus: number; memoryBytes: number };
+  /** A joining manager's dispatcher port (default 2377). */
+  dispatcherPort?: number;
 }
 
 export interface JoinAnswer {
@@ -30,15 +33,38 @@ export interface JoinAnswer {
   clusterId: string;
   certPem: string;
   caCertPem: string;
+  /** The managers' dispatcher addresses (HOST:PORT), for a worker to fail over between. */
+  managers: string[];
+  /** The address the node is known at (answered to a promoted worker). */
+  address?: string;
+  /** For a manager: how to reach (and, when the etcd is the swarm's own, become part of) etcd. */
+  etcd?: ManagerEtcdInfo;
+}
+
+/** What a joining manager needs to know of the swarm's etcd. */
+export interface ManagerEtcdInfo {
+  /** Client URLs of the etcd members. */
+  endpoints: string[];
+  /** Set when the swarm runs its own etcd: the new member was added (as a learner) under this name. */
+  member?: { name: string; initialCluster: string; clientPort: number; peerPort: number };
 }
 
 export interface DispatcherOptions {
   host: string;
   port: number;
   creds: NodeCredentials;
-  heartbeatTimeoutMs?: number;
+  /** This manager's node id (it holds the heartbeat leases of the nodes it serves). */
+  nodeId: string;
+  /** Prepares etcd for a joining manager (adds its member when the etcd is the swarm's own). */
+  addManager: (joiner: { nodeId: string; address: string }) => Promise<ManagerEtcdInfo>;
   log?: (m: string) => void;
 }
+
+/** The cluster record with its CA key and join-token secrets, as only managers read it. */
+export type ClusterWithSecrets = ClusterRecord & {
+  ca: { certPem: string; keyPem: string };
+  secrets: { worker: string; manager: string };
+};
 
 const json = (res: ServerResponse, status: number, body: unknown) => {
   res.writeHead(status, { 'content-type': 'application/json' });
@@ -66,14 +92,17 @@ async function readJson<T>(req: IncomingMessage): Promise<T> {
  */
 export class Dispatcher {
   private server?: Server;
-  private readonly lastSeen = new Map<string, number>();
-  private readonly down = new Set<string>();
-  private timer?: NodeJS.Timeout;
+  readonly heartbeats: HeartbeatKeeper;
+  private managersCache: { at: number; list: string[] } = { at: 0, list: [] };
+  /** Every node's role as last listed (a promoted worker learns of it from its heartbeat). */
+  private roles = new Map<string, string>();
 
   constructor(
     private readonly store: Store,
     private readonly opts: DispatcherOptions,
-  ) {}
+  ) {
+    this.heartbeats = new HeartbeatKeeper(store, opts.nodeId);
+  }
 
   private log(m: string): void {
     this.opts.log?.(`dispatcher: ${m}`);
@@ -102,13 +131,11 @@ export class Dispatcher {
       this.server!.once('error', reject);
       this.server!.listen(this.opts.port, this.opts.host, () => resolve());
     });
-    const timeout = this.opts.heartbeatTimeoutMs ?? 3000;
-    this.timer = setInterval(() => void this.checkHeartbeats(timeout), Math.min(500, timeout / 3));
     this.log(`listening on ${this.opts.host}:${this.opts.port}`);
   }
 
   async close(): Promise<void> {
-    clearInterval(this.timer);
+    this.heartbeats.close();
     this.server?.closeAllConnections();
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
   }
@@ -130,8 +157,21 @@ export class Dispatcher {
       return json(res, 200, await this.join(await readJson<JoinRequest>(req)));
     const { nodeId } = this.identity(req);
     if (req.method === 'POST' && url.pathname === '/heartbeat') {
-      await this.heartbeat(nodeId);
-      return json(res, 200, { heartbeatMs: 1000 });
+      await this.heartbeats.beat(nodeId);
+      const managers = await this.managers();
+      return json(res, 200, { heartbeatMs: 1000, managers, role: this.roles.get(nodeId) });
+    }
+    if (req.method === 'POST' && url.pathname === '/promote')
+      return json(res, 200, await this.promote(nodeId, await readJson<{ csrPem: string }>(req)));
+    if (req.method === 'POST' && url.pathname === '/leave') {
+      await this.heartbeats.end(nodeId);
+      await this.store.retry(async () => {
+        const cur = await this.store.find<NodeRecord>('nodes', nodeId);
+        if (cur && cur.value.status !== 'down')
+          await this.store.update('nodes', nodeId, { ...cur.value, status: 'down' }, cur.version);
+      });
+      this.log(`node ${nodeId} left the swarm`);
+      return json(res, 200, {});
     }
     if (req.method === 'POST' && url.pathname === '/status') {
       const body = await readJson<{ updates: StatusUpdate[] }>(req);
@@ -148,21 +188,12 @@ export class Dispatcher {
   }
 
   private async join(body: JoinRequest): Promise<JoinAnswer> {
-    const cluster = (
-      await this.store.get<
-        ClusterRecord & {
-          ca: { certPem: string; keyPem: string };
-          secrets: { worker: string; manager: string };
-        }
-      >('cluster', 'swarm')
-    ).value;
+    const cluster = (await this.store.get<ClusterWithSecrets>('cluster', 'swarm')).value;
     const role = verifyJoinToken(String(body.token ?? ''), {
       caCertPem: cluster.ca.certPem,
       workerSecret: cluster.secrets.worker,
       managerSecret: cluster.secrets.manager,
     });
-    if (role === 'manager')
-      throw new TsswarmError('unsupported', 'joining as a manager is not supported yet: use a worker token');
     const nodeId = randomBytes(12).toString('hex');
     const certPem = await issueNodeCertificate(cluster.ca, {
       nodeId,
@@ -183,49 +214,76 @@ export class Dispatcher {
       resources: body.resources ?? { nanoCpus: 1e9, memoryBytes: 1 << 30 },
       engineVersion: VERSION,
     };
-    await this.store.create('nodes', nodeId, node);
-    this.lastSeen.set(nodeId, Date.now());
-    this.log(`node ${nodeId} (${node.hostname}) joined as ${role}`);
-    return { nodeId, role, clusterId: cluster.id, certPem, caCertPem: cluster.ca.certPem };
-  }
-
-  private async heartbeat(nodeId: string): Promise<void> {
-    this.lastSeen.set(nodeId, Date.now());
-    if (this.down.has(nodeId) || !(await this.isReady(nodeId))) {
-      this.down.delete(nodeId);
-      await this.setStatus(nodeId, 'ready');
-    }
-  }
-
-  private async isReady(nodeId: string): Promise<boolean> {
-    return (await this.store.find<NodeRecord>('nodes', nodeId))?.value.status === 'ready';
-  }
-
-  private async setStatus(nodeId: string, status: NodeRecord['status']): Promise<void> {
-    await this.store.retry(async () => {
-      const cur = await this.store.find<NodeRecord>('nodes', nodeId);
-      if (!cur || cur.value.status === status) return;
-      await this.store.update('nodes', nodeId, { ...cur.value, status }, cur.version);
-      this.log(`node ${nodeId} is ${status}`);
-    });
-  }
-
-  private async checkHeartbeats(timeoutMs: number): Promise<void> {
-    const now = Date.now();
-    for (const [nodeId, seen] of this.lastSeen) {
-      if (now - seen > timeoutMs && !this.down.has(nodeId)) {
-        this.down.add(nodeId);
-        await this.setStatus(nodeId, 'down').catch((e) =>
-          this.log(`cannot mark ${nodeId} down: ${(e as Error).message}`),
+    let etcd: ManagerEtcdInfo | undefined;
+    if (role === 'manager') {
+      if (!body.address)
+        throw new TsswarmError(
+          'invalid_argument',
+          'a manager joins with --advertise-addr: other managers and etcd reach it there',
         );
-      }
+      etcd = await this.opts.addManager({ nodeId, address: node.address });
+      node.managerAddr = `${node.address}:${body.dispatcherPort ?? DEFAULT_DISPATCHER_PORT}`;
     }
+    await this.store.create('nodes', nodeId, node);
+    await this.heartbeats.beat(nodeId);
+    this.log(`node ${nodeId} (${node.hostname}) joined as ${role}`);
+    return {
+      nodeId,
+      role,
+      clusterId: cluster.id,
+      certPem,
+      caCertPem: cluster.ca.certPem,
+      managers: await this.managers(true),
+      ...(etcd ? { etcd } : {}),
+    };
+  }
+
+  /** A worker promoted by `node promote` gets its manager certificate and its etcd member. */
+  private async promote(nodeId: string, body: { csrPem: string }): Promise<JoinAnswer> {
+    const node = await this.store.get<NodeRecord>('nodes', nodeId);
+    if (node.value.role !== 'manager')
+      throw new TsswarmError('precondition', `node ${nodeId} has not been promoted`);
+    const cluster = (await this.store.get<ClusterWithSecrets>('cluster', 'swarm')).value;
+    const certPem = await issueNodeCertificate(cluster.ca, {
+      nodeId,
+      role: 'manager',
+      hostname: node.value.hostname,
+      addresses: node.value.address ? [node.value.address] : [],
+      csrPem: String(body.csrPem ?? ''),
+    });
+    const etcd = await this.opts.addManager({ nodeId, address: node.value.address });
+    this.log(`node ${nodeId} (${node.value.hostname}) is becoming a manager`);
+    return {
+      nodeId,
+      role: 'manager',
+      clusterId: cluster.id,
+      certPem,
+      caCertPem: cluster.ca.certPem,
+      managers: await this.managers(true),
+      address: node.value.address,
+      etcd,
+    };
+  }
+
+  /** The dispatcher addresses of the managers that are up (cached for a few seconds). */
+  async managers(fresh = false): Promise<string[]> {
+    if (fresh || Date.now() - this.managersCache.at > 5000) {
+      const nodes = await this.store.list<NodeRecord>('nodes');
+      this.roles = new Map(nodes.items.map((n) => [n.id, n.value.role]));
+      const list = nodes.items
+        .map((n) => n.value)
+        .filter((n) => n.role === 'manager' && n.status !== 'down' && n.managerAddr)
+        .map((n) => n.managerAddr as string);
+      this.managersCache = { at: Date.now(), list };
+    }
+    return this.managersCache.list;
   }
 
   /** Streams the node's assignments (NDJSON: the whole list each time it changes). */
   private async session(nodeId: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
     res.writeHead(200, { 'content-type': 'application/x-ndjson' });
-    this.lastSeen.set(nodeId, Date.now());
+    this.heartbeats.takeOver(nodeId);
+    await this.heartbeats.beat(nodeId);
     const mine = new Map<string, TaskRecord>();
     let last = '';
     const send = () => {

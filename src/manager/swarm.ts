@@ -1,49 +1,56 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { availableParallelism, hostname, totalmem } from 'node:os';
 import { join } from 'node:path';
-import {
-  type ClusterRecord,
-  DEFAULT_RESTART,
-  DEFAULT_UPDATE,
-  type NodeRecord,
-  type ServiceRecord,
-  type ServiceSpec,
-  type TaskRecord,
-} from '../api/cluster.js';
+import { Etcd3 } from 'etcd3';
+import type { NodeRecord, ServiceRecord, ServiceSpec, TaskRecord } from '../api/cluster.js';
 import { conflict, invalid, notFound, precondition } from '../api/errors.js';
 import type { Engine } from '../engine/engine.js';
 import { atomicWriteJson } from '../engine/fsutil.js';
-import { parseConstraint } from '../scheduler/constraints.js';
 import { VERSION } from '../version.js';
 import { Agent } from '../worker/agent.js';
 import { createClusterCA, issueNodeCertificate, newNodeKey } from './ca/ca.js';
 import type { NodeCredentials } from './ca/tls.js';
 import { caDigest, formatJoinToken, newJoinToken } from './ca/token.js';
 import { STACK_LABEL, servicesFromStack } from './deploy.js';
-import { DEFAULT_DISPATCHER_PORT, Dispatcher } from './dispatcher.js';
+import {
+  type ClusterWithSecrets,
+  DEFAULT_DISPATCHER_PORT,
+  Dispatcher,
+  type JoinAnswer,
+  type ManagerEtcdInfo,
+} from './dispatcher.js';
+import { addLearner, memberEndpoints, memberName, promoteLearner, removeMember } from './etcd/membership.js';
 import { EtcdSupervisor } from './etcd/supervisor.js';
+import { NodeMonitor } from './liveness.js';
 import { LocalLink } from './localLink.js';
 import { Reconciler } from './reconciler.js';
 import { normalizeServiceSpec } from './serviceSpec.js';
 import type { NormalizedStack } from './stack/types.js';
-import { openEtcdStore } from './store/etcd.js';
-import type { Leadership, Store } from './store/types.js';
+import { type EtcdStore, openEtcdStore } from './store/etcd.js';
+import type { Leadership } from './store/types.js';
 
 /** What a node remembers of its swarm across daemon restarts (DATA_ROOT/swarm.json). */
-interface SwarmState {
+export interface SwarmState {
   role: 'manager';
   clusterId: string;
   nodeId: string;
-  etcd: { endpoints: string[]; embedded?: { clientPort: number; peerPort: number } };
+  etcd: {
+    /** Client URLs of the etcd members this manager talks to. */
+    endpoints: string[];
+    /** The swarm runs its own etcd: this manager's member. */
+    embedded?: {
+      clientPort: number;
+      peerPort: number;
+      /** Listen and advertise address of the member; default 127.0.0.1. */
+      host?: string;
+      /** Set for a member added to a running cluster (a joined or promoted manager). */
+      initialCluster?: string;
+    };
+  };
   dispatcher: { host: string; port: number };
 }
-
-/** The cluster record: its CA and the current join-token secrets live only in etcd. */
-type ClusterWithSecrets = ClusterRecord & {
-  ca: { certPem: string; keyPem: string };
-  secrets: { worker: string; manager: string };
-};
 
 export interface InitOptions {
   etcdEndpoints?: string[];
@@ -53,26 +60,39 @@ export interface InitOptions {
   dispatcherPort?: number;
 }
 
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
 /**
- * This daemon's membership of a swarm, as a manager: the store, leadership, the leader's
- * reconciler and the agent running this node's tasks.
+ * This daemon's membership of a swarm, as a manager: the store (and the swarm's own etcd
+ * member), the dispatcher serving nodes, leadership and the leader's reconciler and node
+ * monitor, and the agent running this node's tasks.
  */
 export class SwarmNode {
   private leadership?: Leadership;
   private reconciler?: Reconciler;
+  private monitor?: NodeMonitor;
   private agent?: Agent;
   private dispatcher?: Dispatcher;
+  private selfWatch?: { cancel(): Promise<void> };
+  private closed = false;
+  private endpointsTimer?: NodeJS.Timeout;
+  /** Called when this manager is demoted: the daemon then runs it as a worker. */
+  onDemoted?: () => void;
 
   private constructor(
     private readonly engine: Engine,
     readonly state: SwarmState,
-    readonly store: Store,
+    readonly store: EtcdStore,
     private readonly etcd: EtcdSupervisor | undefined,
     private readonly log: (m: string) => void,
   ) {}
 
   static statePath(dataRoot: string): string {
     return join(dataRoot, 'swarm.json');
+  }
+
+  static credsPath(dataRoot: string): string {
+    return join(dataRoot, 'swarm-creds.json');
   }
 
   /** Creates a swarm with this node as its first manager. */
@@ -82,6 +102,7 @@ export class SwarmNode {
       throw conflict('this node is already part of a swarm: use `tsswarm swarm leave --force` first');
     }
     const advertise = opts.advertiseAddr ?? '127.0.0.1';
+    const clientPort = opts.etcdClientPort ?? 2379;
     const state: SwarmState = {
       role: 'manager',
       dispatcher: { host: advertise, port: opts.dispatcherPort ?? DEFAULT_DISPATCHER_PORT },
@@ -90,8 +111,8 @@ export class SwarmNode {
       etcd: opts.etcdEndpoints?.length
         ? { endpoints: opts.etcdEndpoints }
         : {
-            endpoints: [`http://127.0.0.1:${opts.etcdClientPort ?? 2379}`],
-            embedded: { clientPort: opts.etcdClientPort ?? 2379, peerPort: opts.etcdPeerPort ?? 2380 },
+            endpoints: [`http://${advertise}:${clientPort}`],
+            embedded: { clientPort, peerPort: opts.etcdPeerPort ?? 2380, host: advertise },
           },
     };
     const node = await SwarmNode.open(engine, state, log);
@@ -119,18 +140,65 @@ export class SwarmNode {
         addresses: [...new Set([advertise, '127.0.0.1'])],
         publicKeyPem: key.publicKeyPem,
       });
-      await atomicWriteJson(join(dataRoot, 'swarm-creds.json'), {
+      await atomicWriteJson(SwarmNode.credsPath(dataRoot), {
         caCertPem: ca.certPem,
         certPem,
         keyPem: key.keyPem,
       });
-      await node.register(advertise);
+      await node.store.create('nodes', state.nodeId, node.nodeRecord(advertise));
       await atomicWriteJson(SwarmNode.statePath(dataRoot), state);
       await node.startRoles();
     } catch (e) {
       await node.close();
       throw e;
     }
+    return node;
+  }
+
+  /**
+   * Becomes a manager of the swarm that accepted this node (`swarm join` with a manager
+   * token, or a worker promoted): starts its etcd member when the swarm runs its own etcd
+   * (added as a learner by the manager that answered, promoted here once it caught up).
+   */
+  static async joinAsManager(
+    engine: Engine,
+    answer: JoinAnswer,
+    creds: NodeCredentials,
+    opts: { advertiseAddr: string; dispatcherPort?: number },
+    log: (m: string) => void,
+  ): Promise<SwarmNode> {
+    const dataRoot = engine.opts.dataRoot;
+    if (!answer.etcd) throw invalid('the manager did not say how to reach etcd');
+    const m = answer.etcd.member;
+    const state: SwarmState = {
+      role: 'manager',
+      clusterId: answer.clusterId,
+      nodeId: answer.nodeId,
+      dispatcher: { host: opts.advertiseAddr, port: opts.dispatcherPort ?? DEFAULT_DISPATCHER_PORT },
+      etcd: m
+        ? {
+            endpoints: answer.etcd.endpoints,
+            embedded: {
+              clientPort: m.clientPort,
+              peerPort: m.peerPort,
+              host: opts.advertiseAddr,
+              initialCluster: m.initialCluster,
+            },
+          }
+        : { endpoints: answer.etcd.endpoints },
+    };
+    await rm(join(dataRoot, 'etcd'), { recursive: true, force: true }); // a member starts empty
+    await atomicWriteJson(SwarmNode.credsPath(dataRoot), creds);
+    const node = await SwarmNode.open(engine, state, log);
+    try {
+      await atomicWriteJson(SwarmNode.statePath(dataRoot), state);
+      await node.startRoles();
+    } catch (e) {
+      await node.close();
+      await rm(SwarmNode.statePath(dataRoot), { force: true });
+      throw e;
+    }
+    log(`joined swarm ${state.clusterId} as manager ${state.nodeId}`);
     return node;
   }
 
@@ -145,29 +213,52 @@ export class SwarmNode {
     return node;
   }
 
+  /**
+   * Starts this manager's etcd member (a member added to a running cluster is promoted from
+   * learner first, through the other members) and opens the store, preferring the own member.
+   */
   private static async open(engine: Engine, state: SwarmState, log: (m: string) => void): Promise<SwarmNode> {
     let etcd: EtcdSupervisor | undefined;
-    if (state.etcd.embedded) {
+    const e = state.etcd.embedded;
+    if (e) {
       etcd = new EtcdSupervisor({
-        name: `tsswarm-${state.nodeId.slice(0, 12)}`,
+        name: memberName(state.nodeId),
         dir: join(engine.opts.dataRoot, 'etcd'),
-        clientPort: state.etcd.embedded.clientPort,
-        peerPort: state.etcd.embedded.peerPort,
+        host: e.host ?? '127.0.0.1',
+        clientPort: e.clientPort,
+        peerPort: e.peerPort,
+        ...(e.initialCluster ? { initialCluster: e.initialCluster, initialClusterState: 'existing' } : {}),
         log,
       });
-      await etcd.start();
+      // a member added to a running cluster serves nothing until it is promoted
+      await etcd.start({ wait: !e.initialCluster });
     }
     try {
-      const store = await openEtcdStore({ endpoints: state.etcd.endpoints, log });
+      if (e?.initialCluster && etcd) {
+        const others = state.etcd.endpoints.filter((x) => x !== etcd!.endpoint);
+        const tmp = new Etcd3({ hosts: others, dialTimeout: 5_000 });
+        try {
+          await promoteLearner(tmp, `http://${e.host ?? '127.0.0.1'}:${e.peerPort}`);
+        } finally {
+          tmp.close();
+        }
+        await etcd.waitHealthy();
+        state.etcd.endpoints = [...new Set([...state.etcd.endpoints, etcd.endpoint])];
+      }
+      const store = await openEtcdStore({
+        endpoints: state.etcd.endpoints,
+        ...(etcd ? { preferEndpoint: etcd.endpoint } : {}),
+        log,
+      });
       return new SwarmNode(engine, state, store, etcd, log);
-    } catch (e) {
+    } catch (err) {
       await etcd?.stop();
-      throw e;
+      throw err;
     }
   }
 
-  private async register(address: string): Promise<void> {
-    const node: NodeRecord = {
+  private nodeRecord(address: string): NodeRecord {
+    return {
       id: this.state.nodeId,
       hostname: hostname(),
       role: 'manager',
@@ -178,38 +269,163 @@ export class SwarmNode {
       platform: { os: 'linux', arch: process.arch === 'x64' ? 'x86_64' : process.arch },
       resources: { nanoCpus: availableParallelism() * 1e9, memoryBytes: totalmem() },
       engineVersion: VERSION,
+      managerAddr: this.managerAddress,
     };
-    await this.store.create('nodes', node.id, node);
   }
 
   private async startRoles(): Promise<void> {
     const creds = JSON.parse(
-      readFileSync(join(this.engine.opts.dataRoot, 'swarm-creds.json'), 'utf8'),
+      readFileSync(SwarmNode.credsPath(this.engine.opts.dataRoot), 'utf8'),
     ) as NodeCredentials;
-    this.dispatcher = new Dispatcher(this.store, { ...this.state.dispatcher, creds, log: this.log });
+    this.dispatcher = new Dispatcher(this.store, {
+      ...this.state.dispatcher,
+      creds,
+      nodeId: this.state.nodeId,
+      addManager: (j) => this.addManager(j),
+      log: this.log,
+    });
     await this.dispatcher.start();
-    this.leadership = this.store.campaign('leader', this.state.nodeId);
-    void this.leadership.elected.then(() => {
-      this.log(`node ${this.state.nodeId} is the leader`);
-      this.reconciler = new Reconciler(this.store, { log: this.log });
-      this.reconciler.start();
-      this.reconciler.kick();
-    });
-    this.leadership.onLost((why) => {
-      this.log(`leadership lost: ${why.message}`);
-      void this.reconciler?.stop();
-    });
+    await this.dispatcher.heartbeats.keepSelf();
+    await this.refreshEndpoints();
+    this.endpointsTimer = setInterval(() => void this.refreshEndpoints(), 10_000);
+    this.campaign();
     this.agent = new Agent(this.engine, new LocalLink(this.store), this.state.nodeId, this.log);
     void this.agent.start().catch((e) => this.log(`agent did not start: ${(e as Error).message}`));
+    this.selfWatch = this.store.watch<NodeRecord>('nodes', {}, (ev) => {
+      if (
+        ev.type !== 'reset' &&
+        ev.type !== 'delete' &&
+        ev.id === this.state.nodeId &&
+        ev.value.role === 'worker'
+      )
+        this.onDemoted?.();
+    });
   }
 
+  /** Campaigns for leadership, and again each time it is lost, until the node closes. */
+  private campaign(): void {
+    if (this.closed) return;
+    const l = this.store.campaign('leader', this.state.nodeId);
+    this.leadership = l;
+    l.elected.then(
+      async () => {
+        if (this.closed || this.leadership !== l) return;
+        this.log(`node ${this.state.nodeId} is the leader`);
+        this.monitor = new NodeMonitor(this.store, this.log);
+        this.reconciler = new Reconciler(this.store, { log: this.log });
+        this.reconciler.start();
+        this.reconciler.kick();
+        await this.monitor.start().catch((e) => this.log(`node monitor: ${(e as Error).message}`));
+      },
+      () => {},
+    );
+    l.onLost((why) => {
+      this.log(`leadership lost: ${why.message}`);
+      void (async () => {
+        await this.reconciler?.stop();
+        await this.monitor?.stop();
+        this.reconciler = undefined;
+        this.monitor = undefined;
+        await sleep(500);
+        this.campaign();
+      })();
+    });
+  }
+
+  /** Keeps the endpoints of every etcd member in swarm.json (the next start talks to all). */
+  private async refreshEndpoints(): Promise<void> {
+    if (!this.state.etcd.embedded) return;
+    try {
+      const eps = await memberEndpoints(this.store.client);
+      if (eps.length && JSON.stringify(eps) !== JSON.stringify(this.state.etcd.endpoints)) {
+        this.state.etcd.endpoints = eps;
+        await atomicWriteJson(SwarmNode.statePath(this.engine.opts.dataRoot), this.state);
+      }
+    } catch (e) {
+      this.log(`cannot list etcd members: ${(e as Error).message}`);
+    }
+  }
+
+  /** The dispatcher's hook for a joining manager: adds its etcd member when etcd is the swarm's own. */
+  private async addManager(j: { nodeId: string; address: string }): Promise<ManagerEtcdInfo> {
+    const e = this.state.etcd.embedded;
+    if (!e) return { endpoints: this.state.etcd.endpoints };
+    const endpoints = await memberEndpoints(this.store.client);
+    const initialCluster = await addLearner(
+      this.store.client,
+      memberName(j.nodeId),
+      `http://${j.address}:${e.peerPort}`,
+    );
+    return {
+      endpoints,
+      member: { name: memberName(j.nodeId), initialCluster, clientPort: e.clientPort, peerPort: e.peerPort },
+    };
+  }
+
+  /** Stops every role; the etcd member too. Containers keep running. */
   async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.endpointsTimer);
+    await this.selfWatch?.cancel().catch(() => {});
     await this.dispatcher?.close().catch(() => {});
     await this.agent?.stop().catch(() => {});
     await this.reconciler?.stop().catch(() => {});
+    await this.monitor?.stop().catch(() => {});
     await this.leadership?.resign().catch(() => {});
     await this.store.close().catch(() => {});
     await this.etcd?.stop();
+  }
+
+  /**
+   * `swarm leave`: a manager leaves only with force (it may be the last one). Its etcd member
+   * is removed from the cluster first, its node is marked down, its task containers are
+   * removed, and the node forgets the swarm.
+   */
+  async leave(force: boolean): Promise<void> {
+    if (!force)
+      throw precondition(
+        'this node is a manager: leaving would take a manager and its etcd member out of the swarm; demote it first or use --force',
+      );
+    const managers = (await this.nodes().catch(() => [])).filter(
+      (n) => n.role === 'manager' && n.id !== this.state.nodeId,
+    );
+    await this.leadership?.resign().catch(() => {});
+    if (managers.length > 0) {
+      await this.dispatcher?.heartbeats.end(this.state.nodeId);
+      await this.setOwnStatus('down').catch((e) =>
+        this.log(`cannot mark this node down: ${(e as Error).message}`),
+      );
+      if (this.state.etcd.embedded)
+        await removeMember(this.store.client, memberName(this.state.nodeId)).catch((e) =>
+          this.log(`cannot remove this etcd member: ${(e as Error).message}`),
+        );
+    }
+    await this.agent?.removeTaskContainers().catch(() => {});
+    await this.close();
+    await forgetSwarm(this.engine.opts.dataRoot);
+  }
+
+  private async setOwnStatus(status: NodeRecord['status']): Promise<void> {
+    await this.store.retry(async () => {
+      const cur = await this.store.get<NodeRecord>('nodes', this.state.nodeId);
+      await this.store.update('nodes', this.state.nodeId, { ...cur.value, status }, cur.version);
+    });
+  }
+
+  /**
+   * Demotion, on the demoted manager: its etcd member leaves the cluster, its roles stop, and
+   * it keeps its node id and containers as a worker of the remaining managers.
+   */
+  async becomeWorker(): Promise<string[]> {
+    const managers = (await this.dispatcher!.managers(true)).filter((a) => a !== this.managerAddress);
+    await this.leadership?.resign().catch(() => {});
+    if (this.state.etcd.embedded)
+      await removeMember(this.store.client, memberName(this.state.nodeId)).catch((e) =>
+        this.log(`cannot remove this etcd member: ${(e as Error).message}`),
+      );
+    await this.close();
+    await rm(join(this.engine.opts.dataRoot, 'etcd'), { recursive: true, force: true });
+    return managers;
   }
 
   // ---- API ----
@@ -232,6 +448,19 @@ export class SwarmNode {
   /** Where nodes join this manager. */
   get managerAddress(): string {
     return `${this.state.dispatcher.host}:${this.state.dispatcher.port}`;
+  }
+
+  /** Nodes with their manager status: leader, reachable or unreachable. */
+  async nodesWithStatus(): Promise<Array<NodeRecord & { managerStatus?: string }>> {
+    const [nodes, leader] = await Promise.all([this.nodes(), this.store.leader('leader')]);
+    return nodes.map((n) =>
+      n.role !== 'manager'
+        ? n
+        : {
+            ...n,
+            managerStatus: n.id === leader ? 'leader' : n.status === 'ready' ? 'reachable' : 'unreachable',
+          },
+    );
   }
 
   async nodes(): Promise<NodeRecord[]> {
@@ -291,6 +520,49 @@ export class SwarmNode {
       throw precondition(`node ${n.hostname} is ${n.status}: stop it first, or use --force`);
     }
     await this.store.delete('nodes', n.id);
+  }
+
+  /**
+   * `node promote`: the worker becomes a manager (it learns of it from its next heartbeat
+   * answer, then gets a manager certificate and, with the swarm's own etcd, a member).
+   */
+  async promoteNode(ref: string): Promise<NodeRecord> {
+    return this.store.retry(async () => {
+      const n = await this.node(ref);
+      const cur = await this.store.get<NodeRecord>('nodes', n.id);
+      if (cur.value.role === 'manager') return cur.value;
+      if (cur.value.status !== 'ready')
+        throw precondition(`node ${n.hostname} is ${n.status}: only a ready node is promoted`);
+      if (!cur.value.address)
+        throw precondition(
+          `node ${n.hostname} joined without --advertise-addr: managers and etcd could not reach it`,
+        );
+      const next: NodeRecord = {
+        ...cur.value,
+        role: 'manager',
+        managerAddr: `${cur.value.address}:${DEFAULT_DISPATCHER_PORT}`,
+      };
+      await this.store.update('nodes', n.id, next, cur.version);
+      return next;
+    });
+  }
+
+  /** `node demote`: the manager becomes a worker; the last manager is never demoted. */
+  async demoteNode(ref: string): Promise<NodeRecord> {
+    return this.store.retry(async () => {
+      const n = await this.node(ref);
+      const cur = await this.store.get<NodeRecord>('nodes', n.id);
+      if (cur.value.role === 'worker') return cur.value;
+      const others = (await this.nodes()).filter(
+        (x) => x.role === 'manager' && x.id !== n.id && x.status === 'ready',
+      );
+      if (others.length === 0)
+        throw precondition(`node ${n.hostname} is the last reachable manager: promote another node first`);
+      const { managerAddr: _gone, ...rest } = cur.value;
+      const next: NodeRecord = { ...rest, role: 'worker' };
+      await this.store.update('nodes', n.id, next, cur.version);
+      return next;
+    });
   }
 
   async services(): Promise<ServiceRecord[]> {
@@ -458,4 +730,10 @@ export class SwarmNode {
     const svc = await this.service(ref);
     await this.store.delete('services', svc.id);
   }
+}
+
+/** Forgets the swarm on this node: its state, keys and etcd data. */
+export async function forgetSwarm(dataRoot: string): Promise<void> {
+  for (const f of ['swarm.json', 'swarm-creds.json', 'etcd'])
+    await rm(join(dataRoot, f), { recursive: true, force: true });
 }

@@ -57,6 +57,17 @@ export class Agent {
     await this.queue;
   }
 
+  /** Stops the agent and removes every task container (the node leaves the swarm). */
+  async removeTaskContainers(): Promise<void> {
+    await this.stop();
+    for (const c of this.engine.containers.list(true)) {
+      if (c.config.labels[TASK_LABEL])
+        await this.engine.containers
+          .remove(c.id, { force: true })
+          .catch((e) => this.log(`agent: cannot remove ${c.id}: ${(e as Error).message}`));
+    }
+  }
+
   private enqueue(fn: () => Promise<void>): void {
     this.queue = this.queue.then(fn).catch((e) => this.log(`agent: ${(e as Error).message}`));
   }

@@ -14,6 +14,7 @@ export function callManager(
   method: string,
   path: string,
   body?: unknown,
+  timeoutMs = 10_000,
 ): Promise<IncomingMessage> {
   const [host, port] = splitAddr(manager);
   // 'insecure' only fetches the CA, which the caller then checks against its join token
@@ -31,7 +32,7 @@ export function callManager(
         method,
         path,
         headers: body !== undefined ? { 'content-type': 'application/json' } : {},
-        timeout: 10_000,
+        timeout: timeoutMs,
         ...tls,
       },
       resolve,
@@ -62,8 +63,9 @@ export async function callJson<T>(
   method: string,
   path: string,
   body?: unknown,
+  timeoutMs?: number,
 ): Promise<T> {
-  const res = await callManager(manager, creds, method, path, body);
+  const res = await callManager(manager, creds, method, path, body, timeoutMs);
   const text = await readBody(res);
   let parsed: unknown = text;
   try {
@@ -89,31 +91,65 @@ export class RemoteLink implements ManagerLink {
   private current = 0;
   private heartbeatTimer?: NodeJS.Timeout;
   private sessionRes?: IncomingMessage;
+  private managers: string[];
+  /** Every heartbeat answer (the managers as they are now, this node's role). */
+  onHeartbeat?: (answer: { managers?: string[]; role?: string }) => void;
 
   constructor(
-    private readonly managers: string[],
+    managers: string[],
     private readonly creds: NodeCredentials,
     private readonly log: (m: string) => void = () => {},
-  ) {}
+  ) {
+    this.managers = [...managers];
+  }
 
-  private get manager(): string {
+  get manager(): string {
     return this.managers[this.current % this.managers.length]!;
   }
 
+  /** Replaces the list of managers, staying with the current one when it is still in it. */
+  setManagers(list: string[]): void {
+    const cur = this.manager;
+    this.managers = [...list];
+    const i = list.indexOf(cur);
+    this.current = Math.max(i, 0);
+    if (i < 0) this.sessionRes?.destroy(); // its manager is gone: the session moves now
+  }
+
+  /** Moves to the next manager: heartbeats, reports and the session all follow. */
   private failover(why: string): void {
     this.log(`link: ${this.manager}: ${why}`);
     this.current++;
+    this.sessionRes?.destroy();
   }
 
+  /**
+   * Heartbeats every intervalMs; a failed one moves to the next manager and beats there at
+   * once, so the node's liveness (a 3 s lease) survives its manager's death.
+   */
   startHeartbeats(intervalMs = 1000): void {
+    let failures = 0;
     const beat = async () => {
       if (this.closed) return;
+      let delay = intervalMs;
       try {
-        await callJson(this.manager, this.creds, 'POST', '/heartbeat', {});
+        const a = await callJson<{ managers?: string[]; role?: string }>(
+          this.manager,
+          this.creds,
+          'POST',
+          '/heartbeat',
+          {},
+          Math.max(500, intervalMs),
+        );
+        failures = 0;
+        this.onHeartbeat?.(a);
       } catch (e) {
+        if (this.closed) return;
         this.failover(`heartbeat failed: ${(e as Error).message}`);
+        // try each other manager at once, then back off
+        delay = ++failures < this.managers.length ? 0 : Math.min(intervalMs, 250);
       }
-      this.heartbeatTimer = setTimeout(() => void beat(), intervalMs);
+      this.heartbeatTimer = setTimeout(() => void beat(), delay);
     };
     void beat();
   }

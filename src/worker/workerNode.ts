@@ -1,63 +1,49 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { availableParallelism, hostname, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { invalid } from '../api/errors.js';
 import type { Engine } from '../engine/engine.js';
 import { atomicWriteJson } from '../engine/fsutil.js';
-import { createCertificateRequest, newNodeKey } from '../manager/ca/ca.js';
 import type { NodeCredentials } from '../manager/ca/tls.js';
-import { caDigest, parseJoinToken } from '../manager/ca/token.js';
-import type { JoinAnswer, JoinRequest } from '../manager/dispatcher.js';
+import type { JoinAnswer } from '../manager/dispatcher.js';
 import { Agent } from './agent.js';
-import { callJson, callManager, RemoteLink, readBody } from './remoteLink.js';
+import { callJson, RemoteLink } from './remoteLink.js';
 
 /** What a worker remembers of its swarm (DATA_ROOT/swarm.json, keys beside it). */
-interface WorkerState {
+export interface WorkerState {
   role: 'worker';
   clusterId: string;
   nodeId: string;
+  /** Dispatcher addresses of the managers, kept up to date from heartbeat answers. */
   managers: string[];
 }
 
-/** This daemon as a worker: no etcd, only a TLS session with a manager. */
+/** This daemon as a worker: no etcd, only a TLS session with one of the managers. */
 export class WorkerNode {
+  /** Called once when a manager promoted this node. */
+  onPromoted?: () => void;
+
   private constructor(
+    private readonly dataRoot: string,
     readonly state: WorkerState,
+    private readonly creds: NodeCredentials,
+    private readonly link: RemoteLink,
     private readonly agent: Agent,
   ) {}
 
-  static async join(
+  /** Starts as the worker a manager just accepted (see requestJoin). */
+  static async joined(
     engine: Engine,
-    opts: { token: string; manager: string; advertiseAddr?: string },
+    answer: JoinAnswer,
+    creds: NodeCredentials,
+    manager: string,
     log: (m: string) => void,
   ): Promise<WorkerNode> {
     const dataRoot = engine.opts.dataRoot;
-    if (existsSync(join(dataRoot, 'swarm.json'))) throw invalid('this node is already part of a swarm');
-    const parsed = parseJoinToken(opts.token);
-    // the CA is fetched unverified, then checked against the digest the token carries
-    const caRes = await callManager(opts.manager, { insecure: true }, 'GET', '/ca');
-    const caCertPem = await readBody(caRes);
-    if (caDigest(caCertPem) !== parsed.caDigest) {
-      throw invalid(`the manager at ${opts.manager} is not of the cluster this join token was made for`);
-    }
-    const key = newNodeKey();
-    const csrPem = await createCertificateRequest(key);
-    const req: JoinRequest = {
-      token: opts.token,
-      csrPem,
-      hostname: hostname(),
-      address: opts.advertiseAddr ?? '',
-      platform: { os: 'linux', arch: process.arch === 'x64' ? 'x86_64' : process.arch },
-      resources: { nanoCpus: availableParallelism() * 1e9, memoryBytes: totalmem() },
-    };
-    const answer = await callJson<JoinAnswer>(opts.manager, { caCertPem }, 'POST', '/join', req);
-    const creds: NodeCredentials = { caCertPem, certPem: answer.certPem, keyPem: key.keyPem };
     await atomicWriteJson(join(dataRoot, 'swarm-creds.json'), creds);
     const state: WorkerState = {
       role: 'worker',
       clusterId: answer.clusterId,
       nodeId: answer.nodeId,
-      managers: [opts.manager],
+      managers: [...new Set([manager, ...(answer.managers ?? [])])],
     };
     await atomicWriteJson(join(dataRoot, 'swarm.json'), state);
     log(`joined swarm ${state.clusterId} as worker ${state.nodeId}`);
@@ -86,12 +72,44 @@ export class WorkerNode {
   ) {
     const link = new RemoteLink(state.managers, creds, log);
     const agent = new Agent(engine, link, state.nodeId, log);
+    const node = new WorkerNode(engine.opts.dataRoot, state, creds, link, agent);
+    link.onHeartbeat = (a) => node.heard(a);
     link.startHeartbeats();
     await agent.start();
-    return new WorkerNode(state, agent);
+    return node;
   }
 
+  /** A heartbeat answer: the managers as they are now, and this node's role. */
+  private heard(a: { managers?: string[]; role?: string }): void {
+    if (a.managers?.length && JSON.stringify(a.managers) !== JSON.stringify(this.state.managers)) {
+      this.state.managers = a.managers;
+      this.link.setManagers(a.managers);
+      void atomicWriteJson(join(this.dataRoot, 'swarm.json'), this.state).catch(() => {});
+    }
+    if (a.role === 'manager' && this.onPromoted) {
+      const cb = this.onPromoted;
+      this.onPromoted = undefined;
+      cb();
+    }
+  }
+
+  /** The manager this node's session is with now. */
+  get manager(): string {
+    return this.link.manager;
+  }
+
+  get credentials(): NodeCredentials {
+    return this.creds;
+  }
+
+  /** Stops the session and the agent; containers keep running. */
   async close(): Promise<void> {
     await this.agent.stop();
+  }
+
+  /** `swarm leave`: tells the managers (best effort), removes the task containers, forgets the swarm. */
+  async leave(): Promise<void> {
+    await callJson(this.link.manager, this.creds, 'POST', '/leave', {}).catch(() => {});
+    await this.agent.removeTaskContainers();
   }
 }

@@ -314,6 +314,11 @@ export async function startHosts(t: Teardown, opts: { count: number; prefix?: st
       }
       // then whatever else each host still runs, by PID
       for (const h of hosts) await killAll(h).catch(() => {});
+      const keep = process.env.TSSWARM_TEST_LOGS;
+      for (const h of keep ? hosts : [])
+        await fs
+          .copyFile(join(h.dataRoot, 'etcd', 'etcd.log'), join(keep!, `${h.netns}-etcd.log`))
+          .catch(() => {});
       await cleanupPrefix(prefix, { linkPrefix });
     })();
     return tornDown;
@@ -436,6 +441,9 @@ export async function startHosts(t: Teardown, opts: { count: number; prefix?: st
       const onData = (d: Buffer) => {
         log += d;
         fs.appendFile(logFile, d).catch(() => {});
+        // TSSWARM_TEST_LOGS=DIR keeps every host's daemon log after the run, for debugging
+        const keep = process.env.TSSWARM_TEST_LOGS;
+        if (keep) fs.appendFile(join(keep, `${h.netns}.log`), d).catch(() => {});
       };
       child.stdout!.on('data', onData);
       child.stderr!.on('data', onData);

@@ -1,6 +1,9 @@
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Polls `get` until `check` holds; fails after timeoutMs, showing what it saw last. */
+/**
+ * Polls `get` until `check` holds; fails after timeoutMs, showing what it saw last. A `get`
+ * that throws counts as not yet (a cluster in the middle of a failover may refuse a call).
+ */
 export async function until<T>(
   what: string,
   get: () => Promise<T>,
@@ -8,12 +11,16 @@ export async function until<T>(
   timeoutMs = 30_000,
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;
-  let last: T = await get();
-  while (!check(last)) {
-    if (Date.now() > deadline)
-      throw new Error(`timed out waiting for ${what}: ${JSON.stringify(last).slice(0, 2000)}`);
+  for (;;) {
+    let seen: string;
+    try {
+      const last = await get();
+      if (check(last)) return last;
+      seen = JSON.stringify(last).slice(0, 2000);
+    } catch (e) {
+      seen = `error: ${(e as Error).message}`;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${seen}`);
     await sleep(150);
-    last = await get();
   }
-  return last;
 }

@@ -24,6 +24,8 @@ export interface EtcdMemberOptions {
   peerPort?: number;
   /** `name=peerURL,...` of every member of a static cluster; default this member alone. */
   initialCluster?: string;
+  /** `existing` when the member joins a running cluster (it was added with memberAdd); default `new`. */
+  initialClusterState?: 'new' | 'existing';
   /** `--initial-cluster-token`; default the member's name. */
   clusterToken?: string;
   /** The etcd binary; default $TSSWARM_ETCD_BIN or `etcd` on PATH. */
@@ -178,9 +180,10 @@ export class EtcdSupervisor extends EventEmitter {
    * static cluster before awaiting). Checks the binary, the data dir and both ports first and
    * fails with a typed error that says what to do. A leftover etcd of this member (from the
    * PID file, checked against its command line) is stopped first. A member that does not come
-   * up is stopped again before the error is thrown.
+   * up is stopped again before the error is thrown. With `wait: false` it only spawns the
+   * member (a learner serves no reads until it is promoted: call waitHealthy() after that).
    */
-  async start(): Promise<void> {
+  async start(opts: { wait?: boolean } = {}): Promise<void> {
     this.stopping = false;
     const bin = findEtcdBinary(this.opts.bin);
     await assertWritableDir(this.dataDir);
@@ -188,6 +191,7 @@ export class EtcdSupervisor extends EventEmitter {
     await assertPortFree(this.host, this.clientPort, 'client port');
     await assertPortFree(this.host, this.peerPort, 'peer port');
     this.spawnMember(bin);
+    if (opts.wait === false) return;
     try {
       await this.waitHealthy(this.opts.startTimeoutMs ?? 30_000);
     } catch (e) {
@@ -247,7 +251,7 @@ export class EtcdSupervisor extends EventEmitter {
       `--initial-advertise-peer-urls=${this.peerURL}`,
       `--initial-cluster=${o.initialCluster ?? `${this.name}=${this.peerURL}`}`,
       `--initial-cluster-token=${o.clusterToken ?? this.name}`,
-      '--initial-cluster-state=new', // ignored once the data dir holds a member
+      `--initial-cluster-state=${o.initialClusterState ?? 'new'}`, // ignored once the data dir holds a member
       '--auto-compaction-mode=periodic',
       `--auto-compaction-retention=${o.compactionRetention ?? '1h'}`,
       '--snapshot-count=10000',

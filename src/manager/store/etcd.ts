@@ -5,8 +5,11 @@ import {
   type Lease as EtcdLease,
   type IOptions,
   type IRequestOp,
+  isRecoverableError,
   Range,
 } from 'etcd3';
+// etcd3's connection pool, for its host order (see hostOrder)
+import connectionPool from 'etcd3/lib/connection-pool.js';
 import { invalid, notFound } from '../../api/errors.js';
 import { StoreConflict } from './errors.js';
 import { EtcdLeadership } from './etcd-election.js';
@@ -34,6 +37,11 @@ export interface EtcdStoreOptions {
   endpoints: string[];
   /** Keys live under `<root>/v1/`; default '/tsswarm'. */
   root?: string;
+  /**
+   * The endpoint to use first (a manager's own member); the others serve when it fails.
+   * Default: the etcd3 client's random order.
+   */
+  preferEndpoint?: string;
   /** Deadline of each unary call; default 5 s. */
   callTimeoutMs?: number;
   log?: (msg: string) => void;
@@ -62,6 +70,34 @@ function retryUnsent(attempts: number): NonNullable<FaultHandling['global']> {
     },
   };
   return policy as unknown as NonNullable<FaultHandling['global']>;
+}
+
+/**
+ * The per-member policy: after 3 consecutive failures that etcd3 deems recoverable (no
+ * connection, timeouts, no leader), skip the member for 1 s, then try it again. etcd3's
+ * default skips it for 5 s, which, when a member stalls and the leader changes at once, can
+ * leave a manager with no member to talk to for seconds.
+ */
+function shortBreaker(openMs = 1_000, threshold = 3): ReturnType<NonNullable<FaultHandling['host']>> {
+  let failures = 0;
+  let openUntil = 0;
+  const policy = {
+    async execute<T>(fn: (ctx: { signal: AbortSignal; attempt: number }) => PromiseLike<T> | T): Promise<T> {
+      if (Date.now() < openUntil) throw new Error('Execution prevented because the circuit breaker is open');
+      try {
+        const r = await fn({ signal: new AbortController().signal, attempt: 0 });
+        failures = 0;
+        return r;
+      } catch (e) {
+        if (isRecoverableError(e as Error) && ++failures >= threshold) {
+          failures = 0;
+          openUntil = Date.now() + openMs;
+        }
+        throw e;
+      }
+    },
+  };
+  return policy as never;
 }
 
 /** Watch reconnection backoff: 100 ms doubling to 2 s (the client's default starts slower and grows to 30 s). */
@@ -95,11 +131,33 @@ class StoreLease implements Lease {
     this.callbacks.length = 0;
     await this.inner.revoke();
   }
+  async refresh(): Promise<void> {
+    try {
+      await this.inner.keepaliveOnce();
+    } catch (e) {
+      if (this.lost || this.inner.revoked()) throw notFound(`lease ${this.id} has expired`);
+      throw toStoreError(e, 'etcd');
+    }
+  }
   release(): void {
     this.forget(this);
     this.callbacks.length = 0;
     this.inner.release();
   }
+}
+
+/**
+ * Hosts in the order the client should try them. The etcd3 client shuffles its hosts for every
+ * call unless its pool's `deterministicOrder` is set, in which case it tries them from the last
+ * to the first: the preferred endpoint goes last. (An internal of etcd3 1.x; without it the
+ * order stays random, which is still correct, only less local.)
+ */
+function hostOrder(endpoints: string[], prefer?: string): string[] {
+  const uniq = [...new Set(endpoints)];
+  if (!prefer) return uniq;
+  const pool = (connectionPool as { ConnectionPool?: { deterministicOrder?: boolean } }).ConnectionPool;
+  if (pool && 'deterministicOrder' in pool) pool.deterministicOrder = true;
+  return [...uniq.filter((e) => e !== prefer).reverse(), prefer];
 }
 
 /** The Store on etcd (see types.ts for every method's contract). */
@@ -120,7 +178,7 @@ export class EtcdStore implements Store {
     this.log = opts.log ?? (() => {});
     this.keys = new Keys(opts.root);
     this.client = new Etcd3({
-      hosts: opts.endpoints,
+      hosts: hostOrder(opts.endpoints, opts.preferEndpoint),
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
       grpcOptions: {
         'grpc.initial_reconnect_backoff_ms': 100,
@@ -128,7 +186,11 @@ export class EtcdStore implements Store {
         'grpc.keepalive_time_ms': 10_000,
         'grpc.keepalive_timeout_ms': 5_000,
       },
-      faultHandling: { global: retryUnsent(opts.endpoints.length + 1), watchBackoff: watchBackoff() },
+      faultHandling: {
+        global: retryUnsent(opts.endpoints.length + 1),
+        host: () => shortBreaker(),
+        watchBackoff: watchBackoff(),
+      },
     });
   }
 

@@ -84,6 +84,11 @@ export interface Lease {
   onLost(cb: (err: Error) => void): void;
   /** Revokes the lease now: every key attached to it is deleted. */
   revoke(): Promise<void>;
+  /**
+   * Renews the lease once (for leases granted without keep-alive); throws `not_found` if it
+   * has already expired.
+   */
+  refresh(): Promise<void>;
   /** Stops keeping the lease alive; it expires ttlSec later (with its keys). */
   release(): void;
 }
