@@ -598,9 +598,11 @@ export class SwarmNode {
       createdAt: now,
       updatedAt: now,
     };
-    if ((await this.services()).some((s) => s.spec.name === spec.name)) {
+    const all = await this.services();
+    if (all.some((s) => s.spec.name === spec.name)) {
       throw conflict(`a service named "${spec.name}" already exists`);
     }
+    assertIngressPortsFree(spec, all);
     await this.store.create('services', rec.id, rec);
     return rec;
   }
@@ -636,7 +638,9 @@ export class SwarmNode {
       const svc = await this.service(ref);
       const cur = await this.store.get<ServiceRecord>('services', svc.id);
       const spec = normalizeServiceSpec({ ...cur.value.spec, ...input, name: cur.value.spec.name });
-      const taskSpec = (x: ServiceSpec) => JSON.stringify({ ...x, replicas: 0 });
+      assertIngressPortsFree(spec, (await this.services()).filter((s) => s.id !== svc.id));
+      // scaling (and a job's concurrency) is not a change of what the tasks run
+      const taskSpec = (x: ServiceSpec) => JSON.stringify({ ...x, replicas: 0, maxConcurrent: undefined });
       const changed = opts.force || taskSpec(spec) !== taskSpec(cur.value.spec);
       if (!changed && spec.replicas === cur.value.spec.replicas) return cur.value;
       const next: ServiceRecord = changed
@@ -729,6 +733,25 @@ export class SwarmNode {
   async removeService(ref: string): Promise<void> {
     const svc = await this.service(ref);
     await this.store.delete('services', svc.id);
+  }
+}
+
+/**
+ * An ingress port is published on every node: two services cannot publish the same one
+ * (Docker refuses it the same way). Host-mode ports are the scheduler's business.
+ */
+function assertIngressPortsFree(spec: ServiceSpec, others: ServiceRecord[]): void {
+  for (const p of spec.endpoint?.ports ?? []) {
+    if (p.mode !== 'ingress' || p.published === undefined) continue;
+    const holder = others.find((o) =>
+      (o.spec.endpoint?.ports ?? []).some(
+        (q) => q.mode === 'ingress' && q.published === p.published && q.protocol === p.protocol,
+      ),
+    );
+    if (holder)
+      throw conflict(
+        `port ${p.published}/${p.protocol} is already published by service ${holder.spec.name}`,
+      );
   }
 }
 
