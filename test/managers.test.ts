@@ -94,6 +94,32 @@ t.test(
       0,
       'any manager serves the API',
     );
+    const p1 = await h(1).cli([
+      'service',
+      'create',
+      '--name',
+      'p1',
+      '-p',
+      '8080:80',
+      'busybox:test',
+      'sleep',
+      '1',
+    ]);
+    t.equal(p1.code, 0, p1.stderr);
+    const p2 = await h(3).cli([
+      'service',
+      'create',
+      '--name',
+      'p2',
+      '-p',
+      '8080:80',
+      'busybox:test',
+      'sleep',
+      '1',
+    ]);
+    t.not(p2.code, 0, 'an ingress port is published by one service only');
+    t.match(p2.stderr, /8080\/tcp is already published by service p1/);
+    t.equal((await h(3).cli(['service', 'rm', 'p1'])).code, 0);
     await until(
       '8 running',
       () => json<TaskRecord[]>(h(1), ['service', 'ps', 'web']),
