@@ -98,6 +98,30 @@ t.test(
       await fs.writeFile(undef, 'services:\n  web:\n    image: ${IMAGE:?set IMAGE to the image to run}\n');
       const u = await d.cli(['deploy', undef, 'demo']);
       t.match(u.stderr, /undef\.yml:3: .*set IMAGE to the image to run/);
+      const cases: Array<[string, string, RegExp]> = [
+        ['syntax.yml', 'services:\n  web:\n    image: [unclosed\n', /syntax\.yml:\d+: invalid YAML/],
+        [
+          'type.yml',
+          'services:\n  web:\n    image: busybox:test\n    deploy:\n      replicas: many\n',
+          /type\.yml:5: services\.web\.deploy\.replicas: must be integer \(got "many"\)/,
+        ],
+        [
+          'constraint.yml',
+          'services:\n  web:\n    image: busybox:test\n    deploy:\n      placement:\n        constraints: ["node.zone=>a"]\n',
+          /constraint\.yml:6: .*invalid constraint "node\.zone=>a"/,
+        ],
+        [
+          'noimage.yml',
+          'services:\n  web:\n    command: ["true"]\n',
+          /noimage\.yml:2: services\.web: image is required/,
+        ],
+      ];
+      for (const [name, text, want] of cases) {
+        await fs.writeFile(join(dir, name), text);
+        const r = await d.cli(['deploy', join(dir, name), 'demo']);
+        t.equal(r.code, 125, name);
+        t.match(r.stderr, want, name);
+      }
       t.same(
         (await services()).map((s) => s.version).sort(),
         svcs.map((s) => s.version).sort(),

@@ -264,7 +264,8 @@ t.test(
 
     await t.test('promote and demote; leave', async (t) => {
       const w = idOf(4);
-      t.equal((await h(1).cli(['node', 'promote', w])).code, 0);
+      const pr = await h(1).cli(['node', 'promote', w]);
+      t.equal(pr.code, 0, pr.stderr);
       await until(
         'the worker is a reachable manager',
         () => json<Node[]>(h(1), ['node', 'ls']),
@@ -280,7 +281,8 @@ t.test(
       const four = JSON.parse((await h(4).cli(['swarm', 'inspect'])).stdout) as { Etcd: string[] };
       t.equal(four.Etcd.length, 4, 'and has an etcd member of its own');
 
-      t.equal((await h(1).cli(['node', 'demote', idOf(3)])).code, 0);
+      const dm = await h(1).cli(['node', 'demote', idOf(3)]);
+      t.equal(dm.code, 0, dm.stderr);
       await until(
         'host 3 is a worker again',
         () => h(3).cli(['service', 'ls']),

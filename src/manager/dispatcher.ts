@@ -101,7 +101,7 @@ export class Dispatcher {
     private readonly store: Store,
     private readonly opts: DispatcherOptions,
   ) {
-    this.heartbeats = new HeartbeatKeeper(store, opts.nodeId);
+    this.heartbeats = new HeartbeatKeeper(store, opts.nodeId, undefined, opts.log);
   }
 
   private log(m: string): void {
@@ -175,12 +175,8 @@ export class Dispatcher {
     }
     if (req.method === 'POST' && url.pathname === '/status') {
       const body = await readJson<{ updates: StatusUpdate[] }>(req);
-      const mine = await this.store.list<TaskRecord>('tasks');
-      const allowed = new Set(mine.items.filter((t) => t.value.nodeId === nodeId).map((t) => t.id));
-      await recordStatus(
-        this.store,
-        (body.updates ?? []).filter((u) => allowed.has(u.taskId)),
-      );
+      // a node reports only on its own tasks: recordStatus reads each task and checks its node
+      await recordStatus(this.store, body.updates ?? [], nodeId);
       return json(res, 200, {});
     }
     if (req.method === 'GET' && url.pathname === '/session') return this.session(nodeId, req, res);
@@ -225,7 +221,8 @@ export class Dispatcher {
       node.managerAddr = `${node.address}:${body.dispatcherPort ?? DEFAULT_DISPATCHER_PORT}`;
     }
     await this.store.create('nodes', nodeId, node);
-    await this.heartbeats.beat(nodeId);
+    // a worker's session comes here next; a manager keeps its own liveness
+    if (role === 'worker') await this.heartbeats.beat(nodeId);
     this.log(`node ${nodeId} (${node.hostname}) joined as ${role}`);
     return {
       nodeId,

@@ -16,34 +16,70 @@ export interface HeartbeatRecord {
   since: number;
 }
 
-/** The heartbeat leases one manager holds for the nodes it serves. */
+/**
+ * The heartbeat leases one manager holds for the nodes it serves. A heartbeat only touches
+ * memory; the etcd client keeps each lease alive (every TTL/3) while the node's heartbeats
+ * come, and once a node has been silent for the TTL its lease is revoked, which deletes its
+ * key (unless another manager holds the key by now). So heartbeat answers never wait on etcd,
+ * and a dead manager's leases simply expire.
+ */
 export class HeartbeatKeeper {
   private readonly leases = new Map<string, Lease>();
+  private readonly pending = new Map<string, Promise<void>>();
+  private readonly lastSeen = new Map<string, number>();
+  private readonly timer: NodeJS.Timeout;
+  private closed = false;
 
   constructor(
     private readonly store: Store,
     private readonly managerId: string,
     private readonly ttlSec = HEARTBEAT_TTL_SEC,
-  ) {}
+    private readonly log: (m: string) => void = () => {},
+  ) {
+    this.timer = setInterval(() => this.expireSilent(), 250);
+    this.timer.unref();
+  }
 
-  /** Renews the node's lease, or takes the node over with a new lease and key. */
+  /** Records a heartbeat; the first one (or the first after a takeover) writes the key. */
   async beat(nodeId: string): Promise<void> {
-    const held = this.leases.get(nodeId);
-    if (held) {
-      try {
-        return await held.refresh();
-      } catch (e) {
-        if ((e as { code?: string }).code !== 'not_found') throw e;
-      }
+    this.lastSeen.set(nodeId, Date.now());
+    if (this.leases.has(nodeId)) return;
+    let p = this.pending.get(nodeId);
+    if (!p) {
+      p = this.hold(nodeId).finally(() => this.pending.delete(nodeId));
+      this.pending.set(nodeId, p);
     }
-    const lease = await this.store.grantLease(this.ttlSec, { keepAlive: false });
-    await this.store.putWithLease(
-      'heartbeats',
-      nodeId,
-      { manager: this.managerId, since: Date.now() },
-      lease,
-    );
+    await p;
+  }
+
+  private async hold(nodeId: string): Promise<void> {
+    const lease = await this.store.grantLease(this.ttlSec, { keepAlive: true });
+    try {
+      await this.store.putWithLease(
+        'heartbeats',
+        nodeId,
+        { manager: this.managerId, since: Date.now() },
+        lease,
+      );
+    } catch (e) {
+      lease.release();
+      throw e;
+    }
     this.leases.set(nodeId, lease);
+    lease.onLost(() => {
+      if (this.leases.get(nodeId) === lease) this.leases.delete(nodeId); // the next beat takes a new one
+    });
+  }
+
+  private expireSilent(): void {
+    const now = Date.now();
+    for (const [nodeId, lease] of this.leases) {
+      if (nodeId === this.managerId) continue;
+      if (now - (this.lastSeen.get(nodeId) ?? 0) < this.ttlSec * 1000) continue;
+      this.leases.delete(nodeId);
+      this.log(`dispatcher: node ${nodeId} has been silent for ${this.ttlSec} s`);
+      void lease.revoke().catch(() => lease.release());
+    }
   }
 
   /**
@@ -61,14 +97,9 @@ export class HeartbeatKeeper {
    * (and taken again if the lease is lost while etcd was out of reach).
    */
   async keepSelf(): Promise<void> {
-    const lease = await this.store.grantLease(this.ttlSec, { keepAlive: true });
-    await this.store.putWithLease(
-      'heartbeats',
-      this.managerId,
-      { manager: this.managerId, since: Date.now() },
-      lease,
-    );
-    this.leases.set(this.managerId, lease);
+    this.lastSeen.set(this.managerId, Number.POSITIVE_INFINITY);
+    await this.hold(this.managerId);
+    const lease = this.leases.get(this.managerId)!;
     lease.onLost(() => {
       if (this.closed) return;
       const again = () =>
@@ -83,14 +114,14 @@ export class HeartbeatKeeper {
   async end(nodeId: string): Promise<void> {
     const l = this.leases.get(nodeId);
     this.leases.delete(nodeId);
+    this.lastSeen.delete(nodeId);
     if (l) await l.revoke().catch(() => {});
     await this.store.delete('heartbeats', nodeId).catch(() => {});
   }
 
-  private closed = false;
-
   close(): void {
     this.closed = true;
+    clearInterval(this.timer);
     for (const l of this.leases.values()) l.release();
     this.leases.clear();
   }
@@ -99,9 +130,10 @@ export class HeartbeatKeeper {
 /**
  * The leader's view of node liveness. Every half second it compares the nodes with their
  * heartbeat keys: a node whose key is gone is marked down (the orchestrators then replace its
- * tasks), one whose key is back is ready again. A key gone means the node was silent for a
- * whole TTL already; a node seen without one gets one more second (its session may be moving
- * to another manager) before it is marked down. Polling, rather than a watch, keeps this right
+ * tasks), one whose key is back is ready again. A key is gone only once the node was silent
+ * for a whole TTL (its manager revoked the lease, or a dead manager's lease expired before the
+ * node re-put the key through another manager), so no further grace is given by default.
+ * Polling, rather than a watch, keeps this right
  * through etcd leader changes and reconnections, at the cost of two small reads per tick.
  */
 export class NodeMonitor {
@@ -113,7 +145,7 @@ export class NodeMonitor {
   constructor(
     private readonly store: Store,
     private readonly log: (m: string) => void = () => {},
-    private readonly graceMs = 1000,
+    private readonly graceMs = 0,
     private readonly intervalMs = 500,
   ) {}
 

@@ -32,12 +32,15 @@ export class LocalLink implements ManagerLink {
   }
 }
 
-/** Records task status reports; a status only moves forward, and a vanished task is ignored. */
-export async function recordStatus(store: Store, updates: StatusUpdate[]): Promise<void> {
+/**
+ * Records task status reports; a status only moves forward, and a vanished task is ignored, as
+ * is (with `fromNode`) a report on a task assigned to another node.
+ */
+export async function recordStatus(store: Store, updates: StatusUpdate[], fromNode?: string): Promise<void> {
   for (const u of updates) {
     await store.retry(async () => {
       const cur = await store.find<TaskRecord>('tasks', u.taskId);
-      if (!cur) return;
+      if (!cur || (fromNode !== undefined && cur.value.nodeId !== fromNode)) return;
       if (!canTransition(cur.value.status.state, u.status.state)) return;
       const next: TaskRecord = { ...cur.value, status: u.status };
       if (u.containerId) next.containerId = u.containerId;

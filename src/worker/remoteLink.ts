@@ -139,7 +139,7 @@ export class RemoteLink implements ManagerLink {
           'POST',
           '/heartbeat',
           {},
-          Math.max(500, intervalMs),
+          Math.max(2000, 2 * intervalMs), // a slow answer is not yet a dead manager
         );
         failures = 0;
         this.onHeartbeat?.(a);
@@ -159,7 +159,8 @@ export class RemoteLink implements ManagerLink {
     const loop = async () => {
       while (!this.closed) {
         try {
-          const res = await callManager(this.manager, this.creds, 'GET', '/session');
+          // no idle timeout: a session is quiet while nothing changes; a failed heartbeat ends it
+          const res = await callManager(this.manager, this.creds, 'GET', '/session', undefined, 0);
           if ((res.statusCode ?? 500) >= 400)
             throw fromWire(JSON.parse((await readBody(res)) || '{}'), res.statusCode ?? 500);
           this.sessionRes = res;
