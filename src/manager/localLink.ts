@@ -37,8 +37,8 @@ export class LocalLink implements ManagerLink {
  * is (with `fromNode`) a report on a task assigned to another node.
  */
 export async function recordStatus(store: Store, updates: StatusUpdate[], fromNode?: string): Promise<void> {
-  for (const u of updates) {
-    await store.retry(async () => {
+  const one = (u: StatusUpdate) =>
+    store.retry(async () => {
       const cur = await store.find<TaskRecord>('tasks', u.taskId);
       if (!cur || (fromNode !== undefined && cur.value.nodeId !== fromNode)) return;
       if (!canTransition(cur.value.status.state, u.status.state)) return;
@@ -46,5 +46,15 @@ export async function recordStatus(store: Store, updates: StatusUpdate[], fromNo
       if (u.containerId) next.containerId = u.containerId;
       await store.update('tasks', u.taskId, next, cur.version);
     });
+  // different tasks are different keys: a batch is recorded a few at a time, in order per task
+  const byTask = new Map<string, StatusUpdate[]>();
+  for (const u of updates) byTask.set(u.taskId, [...(byTask.get(u.taskId) ?? []), u]);
+  const lanes = [...byTask.values()];
+  for (let i = 0; i < lanes.length; i += 16) {
+    await Promise.all(
+      lanes.slice(i, i + 16).map(async (lane) => {
+        for (const u of lane) await one(u);
+      }),
+    );
   }
 }

@@ -197,7 +197,42 @@ export class RemoteLink implements ManagerLink {
     };
   }
 
-  async report(updates: StatusUpdate[]): Promise<void> {
+  private pending: StatusUpdate[] = [];
+  private waiting: Array<{ resolve: () => void; reject: (e: unknown) => void }> = [];
+  private flushing = false;
+
+  /**
+   * Status reports go out in batches: whatever the agent reports while one request is in
+   * flight goes in the next, with only the latest status of each task (a status may skip
+   * forward). Resolves once the manager has recorded it.
+   */
+  report(updates: StatusUpdate[]): Promise<void> {
+    this.pending.push(...updates);
+    const done = new Promise<void>((resolve, reject) => this.waiting.push({ resolve, reject }));
+    void this.flush();
+    return done;
+  }
+
+  private async flush(): Promise<void> {
+    if (this.flushing) return;
+    this.flushing = true;
+    try {
+      while (this.pending.length > 0) {
+        const batch = coalesce(this.pending.splice(0));
+        const waiters = this.waiting.splice(0);
+        try {
+          await this.send(batch);
+          for (const w of waiters) w.resolve();
+        } catch (e) {
+          for (const w of waiters) w.reject(e);
+        }
+      }
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  private async send(updates: StatusUpdate[]): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       try {
         await callJson(this.manager, this.creds, 'POST', '/status', { updates });
@@ -209,4 +244,15 @@ export class RemoteLink implements ManagerLink {
       }
     }
   }
+}
+
+/** One update per task: its latest status, and the container id if any update had one. */
+export function coalesce(updates: StatusUpdate[]): StatusUpdate[] {
+  const byTask = new Map<string, StatusUpdate>();
+  for (const u of updates) {
+    const prev = byTask.get(u.taskId);
+    const containerId = u.containerId ?? prev?.containerId;
+    byTask.set(u.taskId, { ...u, ...(containerId ? { containerId } : {}) });
+  }
+  return [...byTask.values()];
 }
