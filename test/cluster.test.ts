@@ -1,3 +1,5 @@
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
 import t from 'tap';
 import type { NodeRecord, TaskRecord } from '../src/api/cluster.js';
 import { type HostDaemon, loadImagesOn, startHosts } from './lib/hosts.js';
@@ -245,6 +247,106 @@ t.test(
         );
       }
       t.pass('every host is empty');
+    });
+
+    await t.test('service logs reads the tasks on every host; node APIs serve managers only', async (t) => {
+      const create = await m!.cli([
+        'service',
+        'create',
+        '--name',
+        'chatty',
+        '--mode',
+        'global',
+        'busybox:test',
+        'sh',
+        '-c',
+        'echo hello-$HOSTNAME; sleep 0.2; echo oops >&2; while sleep 0.5; do echo tick-$HOSTNAME; done',
+      ]);
+      t.equal(create.code, 0, create.stderr);
+      const chatty = running(
+        await until(
+          'a task on each host',
+          () => json<TaskRecord[]>(m!, ['service', 'ps', 'chatty']),
+          (ts) => running(ts).length === 3,
+          60_000,
+        ),
+      );
+      const lines = (s: string) => s.split('\n').filter(Boolean);
+      const logs = await until(
+        'every task logged',
+        () => m!.cli(['service', 'logs', 'chatty']),
+        (r) =>
+          r.code === 0 &&
+          lines(r.stdout).filter((l) => l.includes('| hello-')).length === 3 &&
+          lines(r.stderr).length === 3,
+        30_000,
+      );
+      for (const i of [1, 2, 3]) {
+        const x = chatty.find((y) => y.nodeId === ids[hosts.address(i)])!;
+        const name = `chatty.${x.nodeId}.${x.id.slice(0, 12)}@`;
+        // the hostnames are the same machine's: the task id and the container's $HOSTNAME tell them apart
+        t.ok(
+          lines(logs.stdout).some(
+            (l) => l.startsWith(name) && l.endsWith(`| hello-${x.containerId!.slice(0, 12)}`),
+          ),
+          `the line of the task on host ${i}`,
+        );
+        t.ok(
+          lines(logs.stderr).some((l) => l.startsWith(name) && l.endsWith('| oops')),
+          `the stderr line of the task on host ${i}, on stderr`,
+        );
+      }
+      // -f relays what the tasks write from now on, from every host, until the command is stopped
+      const follow = await m!.cli(['service', 'logs', '-f', '--tail', '0', 'chatty'], { timeoutMs: 3000 });
+      for (const i of [1, 2, 3]) {
+        const x = chatty.find((y) => y.nodeId === ids[hosts.address(i)])!;
+        t.ok(
+          lines(follow.stdout).some(
+            (l) =>
+              l.startsWith(`chatty.${x.nodeId}.${x.id.slice(0, 12)}@`) &&
+              l.endsWith(`| tick-${x.containerId!.slice(0, 12)}`),
+          ),
+          `-f streams the new lines of the task on host ${i}`,
+        );
+      }
+      t.notMatch(follow.stdout, /hello-/, '--tail 0: none of the earlier lines');
+
+      // the node API of host 3, called from host 2 with curl
+      const pem = async (i: number) => {
+        const c = JSON.parse(await fs.readFile(join(hosts.host(i).dataRoot, 'swarm-creds.json'), 'utf8')) as {
+          caCertPem: string;
+          certPem: string;
+          keyPem: string;
+        };
+        const dir = join(hosts.host(2).dir, `pem${i}`);
+        await fs.mkdir(dir, { recursive: true });
+        await fs.writeFile(join(dir, 'ca.pem'), c.caCertPem);
+        await fs.writeFile(join(dir, 'cert.pem'), c.certPem);
+        await fs.writeFile(join(dir, 'key.pem'), c.keyPem);
+        return dir;
+      };
+      const [workerPem, managerPem] = [await pem(2), await pem(1)];
+      const on3 = chatty.find((y) => y.nodeId === ids[hosts.address(3)])!;
+      const curl = async (dir: string, withCert: boolean) => {
+        const r = await hosts.exec(2, [
+          'curl',
+          '-sS',
+          '-o',
+          '/dev/null',
+          '-w',
+          '%{http_code}',
+          '--cacert',
+          join(dir, 'ca.pem'),
+          ...(withCert ? ['--cert', join(dir, 'cert.pem'), '--key', join(dir, 'key.pem')] : []),
+          `https://${hosts.address(3)}:2378/tasks/${on3.id}/logs?tail=1`,
+        ]);
+        return `${r.stdout}${r.stderr}`;
+      };
+      t.equal(await curl(workerPem, true), '403', "a worker's certificate is refused");
+      t.equal(await curl(workerPem, false), '403', 'no certificate is refused');
+      t.equal(await curl(managerPem, true), '200', "a manager's certificate is served");
+
+      t.equal((await m!.cli(['service', 'rm', 'chatty'])).code, 0);
     });
   },
 );

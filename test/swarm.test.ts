@@ -632,3 +632,131 @@ t.test(
     });
   },
 );
+
+t.test(
+  "service logs: every task's lines with their prefix, stderr on stderr, --tail, --raw, --no-task-ids, -t, -f",
+  async (t) => {
+    const d = await startTestDaemon(t);
+    await loadTestImages(d);
+    const init = await d.cli([
+      'swarm',
+      'init',
+      '--etcd-client-port',
+      String(await freePort()),
+      '--etcd-peer-port',
+      String(await freePort()),
+      '--dispatcher-port',
+      String(await freePort()),
+    ]);
+    t.equal(init.code, 0, init.stderr);
+    const lines = (s: string) => s.split('\n').filter(Boolean);
+    const create = await d.cli([
+      'service',
+      'create',
+      '--name',
+      'talk',
+      '--replicas',
+      '2',
+      'busybox:test',
+      'sh',
+      '-c',
+      // the pause keeps the two records in this order (stdout and stderr are separate pipes)
+      'echo hello-$HOSTNAME; sleep 0.2; echo oops >&2; sleep 600',
+    ]);
+    t.equal(create.code, 0, create.stderr);
+    const tasks = running(
+      await until(
+        '2 running',
+        () => tasksOf(d, 'talk'),
+        (ts) => running(ts).length === 2,
+      ),
+    );
+    const [node] = JSON.parse((await d.cli(['node', 'ls', '--format', 'json'])).stdout) as Array<{
+      hostname: string;
+    }>;
+    const prefix = (x: TaskRecord, ids = true) =>
+      `talk.${x.slot}${ids ? `.${x.id.slice(0, 12)}` : ''}@${node!.hostname}    | `;
+
+    const all = await until(
+      'both tasks logged',
+      () => d.cli(['service', 'logs', 'talk']),
+      (r) => r.code === 0 && lines(r.stdout).length === 2 && lines(r.stderr).length === 2,
+    );
+    for (const x of tasks) {
+      // a container's hostname (and $HOSTNAME) is its id's first 12 characters
+      t.ok(
+        lines(all.stdout).includes(`${prefix(x)}hello-${x.containerId!.slice(0, 12)}`),
+        `stdout has slot ${x.slot}'s line with its prefix`,
+      );
+      t.ok(lines(all.stderr).includes(`${prefix(x)}oops`), `stderr has slot ${x.slot}'s error line`);
+    }
+    t.notMatch(all.stdout, /oops/, 'stderr lines are not on stdout');
+
+    const tail = await d.cli(['service', 'logs', '--tail', '1', 'talk']);
+    t.equal(tail.code, 0, tail.stderr);
+    t.equal(tail.stdout, '', '--tail 1: the last line of each task only');
+    t.same(lines(tail.stderr).sort(), tasks.map((x) => `${prefix(x)}oops`).sort());
+
+    const raw = await d.cli(['service', 'logs', '--raw', 'talk']);
+    t.same(lines(raw.stdout).sort(), tasks.map((x) => `hello-${x.containerId!.slice(0, 12)}`).sort());
+    t.equal(raw.stderr, 'oops\noops\n', '--raw: no prefix');
+
+    const noIds = await d.cli(['service', 'logs', '--no-task-ids', 'talk']);
+    t.same(lines(noIds.stderr).sort(), tasks.map((x) => `${prefix(x, false)}oops`).sort());
+
+    const ts = await d.cli(['service', 'logs', '-t', 'talk']);
+    for (const l of [...lines(ts.stdout), ...lines(ts.stderr)])
+      t.match(l, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z talk\.[12]\.[0-9a-f]{12}@\S+ {4}\| /);
+
+    const one = await d.cli(['service', 'logs', tasks[0]!.id]);
+    t.equal(one.code, 0, one.stderr);
+    t.equal(one.stderr, `${prefix(tasks[0]!)}oops\n`, 'a task id: that task only');
+
+    const future = await d.cli([
+      'service',
+      'logs',
+      '--since',
+      String(Math.floor(Date.now() / 1000) + 3600),
+      'talk',
+    ]);
+    t.equal(future.stdout + future.stderr, '', '--since a later time: nothing');
+
+    const ghost = await d.cli(['service', 'logs', 'ghost']);
+    t.equal(ghost.code, 125);
+    t.match(ghost.stderr, /no such service or task: ghost/);
+
+    const help = await d.cli(['service', 'logs', '--help']);
+    t.match(help.stdout, /--follow/);
+
+    await t.test('-f streams the lines written later', async (t) => {
+      const r = await d.cli([
+        'service',
+        'create',
+        '--name',
+        'ticker',
+        'busybox:test',
+        'sh',
+        '-c',
+        'i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.5; done',
+      ]);
+      t.equal(r.code, 0, r.stderr);
+      const ticks = (s: string) => lines(s).map((l) => Number(/tick-(\d+)$/.exec(l)?.[1] ?? 0));
+      const before = await until(
+        'a first tick',
+        () => d.cli(['service', 'logs', '--raw', 'ticker']),
+        (x) => ticks(x.stdout).length > 0,
+      );
+      const seen = Math.max(...ticks(before.stdout));
+      // follow for 4 s, then the CLI is killed (as Ctrl-C would end it)
+      const follow = await d.cli(['service', 'logs', '-f', 'ticker'], { timeoutMs: 4000 });
+      const got = ticks(follow.stdout);
+      t.ok(got.length > 0 && got.every((n) => n > 0), 'every line is a prefixed tick');
+      t.ok(
+        Math.max(...got) >= seen + 3,
+        `lines written while following arrived (${seen} → ${Math.max(...got)})`,
+      );
+      t.match(follow.stdout, /^ticker\.1\.[0-9a-f]{12}@\S+ {4}\| tick-1$/m);
+      t.equal((await d.cli(['service', 'ls'])).code, 0, 'the daemon is fine after the follower went away');
+    });
+  },
+);

@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander';
 import type { Client } from '../api/client.js';
 import type { NodeRecord, ServiceRecord, ServiceSpec, TaskRecord } from '../api/cluster.js';
-import { invalid } from '../api/errors.js';
+import { invalid, TsswarmError } from '../api/errors.js';
 import { parseBytes, parseCpus } from '../engine/cgroups/limits.js';
 import { isTerminal } from '../manager/orchestrator/states.js';
 import type { RestartPolicy } from '../manager/orchestrator/types.js';
@@ -15,6 +15,7 @@ import {
 } from '../manager/serviceSpec.js';
 import { splitShellWords } from '../manager/stack/shellwords.js';
 import { ago, table } from './render.js';
+import { relayOutput } from './streams.js';
 
 type GetClient = () => Client;
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -367,6 +368,47 @@ export function serviceCommands(getClient: GetClient): Command {
         table(['ID', 'NAME', 'IMAGE', 'NODE', 'DESIRED STATE', 'CURRENT STATE', 'ERROR'], taskRows(tasks)),
       );
     });
+  c.command('logs')
+    .description(
+      "Fetch the logs of a service's tasks (or of one task) from every node that ran them; stderr lines go to stderr",
+    )
+    .argument('<service|task>', 'a service name or id, or a task id')
+    .option(
+      '-f, --follow',
+      'follow log output (of the tasks running now: tasks started later are not picked up)',
+    )
+    .option('-n, --tail <n>', 'number of lines to show from the end of each task', int('--tail'))
+    .option('--since <time>', 'show logs since a timestamp (RFC 3339, Unix seconds) or a duration (e.g. 10m)')
+    .option('-t, --timestamps', 'show timestamps')
+    .option('--no-task-ids', 'do not include task ids in the prefix (web.1@host)')
+    .option('--raw', 'no prefix: only the lines')
+    .action(
+      async (
+        ref: string,
+        o: {
+          follow?: boolean;
+          tail?: number;
+          since?: string;
+          timestamps?: boolean;
+          taskIds: boolean;
+          raw?: boolean;
+        },
+      ) => {
+        const res = await getClient().stream('GET', `/services/${enc(ref)}/logs`, {
+          query: {
+            follow: o.follow ? 1 : undefined,
+            tail: o.tail,
+            since: o.since,
+            timestamps: o.timestamps ? 1 : undefined,
+            raw: o.raw ? 1 : undefined,
+            noTaskIds: o.taskIds ? undefined : 1,
+          },
+        });
+        // the daemon ends with an exit frame: non-zero when no task's logs could be read
+        if (await relayOutput(res))
+          throw new TsswarmError('daemon_unreachable', `the logs of ${ref} could not be read from any node`);
+      },
+    );
   c.command('inspect')
     .description('Show a service (JSON)')
     .argument('<service...>')

@@ -1,8 +1,10 @@
 import type { FastifyInstance } from 'fastify';
 import type { ServiceSpec } from '../api/cluster.js';
 import { invalid, precondition } from '../api/errors.js';
+import { encodeFrame, exitFrame, Frame } from '../api/frames.js';
 import type { Engine } from '../engine/engine.js';
 import { atomicWriteJson } from '../engine/fsutil.js';
+import { logTasks, managerCredentials, serviceLogsOptions, streamTaskLogs } from '../manager/serviceLogs.js';
 import type { NormalizedStack } from '../manager/stack/types.js';
 import { forgetSwarm, type InitOptions, SwarmNode } from '../manager/swarm.js';
 import { type JoinOptions, requestJoin, requestPromotion } from '../worker/join.js';
@@ -201,6 +203,35 @@ export function registerClusterRoutes(
   });
   app.get<{ Params: { ref: string } }>('/services/:ref', async (req) =>
     swarm.manager().service(req.params.ref),
+  );
+  // `service logs`: frames, protocol in src/manager/serviceLogs.ts
+  app.get<{ Params: { ref: string }; Querystring: Record<string, string | undefined> }>(
+    '/services/:ref/logs',
+    async (req, reply) => {
+      const m = swarm.manager();
+      const opts = serviceLogsOptions(req.query ?? {});
+      const tasks = await logTasks(m, req.params.ref);
+      const ctx = {
+        engine: swarm.engine,
+        nodeId: m.state.nodeId,
+        creds: await managerCredentials(SwarmNode.credsPath(swarm.engine.opts.dataRoot)),
+        nodes: await m.nodes(),
+      };
+      reply.hijack();
+      const raw = reply.raw;
+      raw.writeHead(200, { 'content-type': 'application/vnd.tsswarm.frames' });
+      raw.flushHeaders();
+      const ac = new AbortController();
+      raw.on('close', () => ac.abort());
+      const r = await streamTaskLogs(
+        ctx,
+        tasks,
+        opts,
+        (stream, text) => raw.write(encodeFrame(stream === 'stderr' ? Frame.stderr : Frame.stdout, text)),
+        ac.signal,
+      );
+      raw.end(exitFrame(r.read === 0 && r.failed > 0 ? 1 : 0));
+    },
   );
   app.post<{ Params: { ref: string }; Body: { replicas?: number } }>('/services/:ref/scale', async (req) =>
     swarm.manager().scaleService(req.params.ref, Number(req.body?.replicas)),

@@ -4,11 +4,10 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { FastifyInstance } from 'fastify';
 import { invalid } from '../api/errors.js';
-import { encodeFrame, Frame } from '../api/frames.js';
-import { followLogs, type LogEntry, openLiveLog, parseSince, readLogs } from '../engine/containers/logs.js';
 import type { ContainerCreateRequest, ContainerRecord } from '../engine/containers/types.js';
 import type { Engine } from '../engine/engine.js';
 import { VERSION } from '../version.js';
+import { containerLogStream, logFrame } from './logStream.js';
 
 type IdParams = { Params: { id: string } };
 
@@ -144,42 +143,20 @@ export function registerEngineRoutes(app: FastifyInstance, engine: Engine): void
   app.get<
     IdParams & { Querystring: { follow?: string; tail?: string; since?: string; timestamps?: string } }
   >('/containers/:id/logs', async (req, reply) => {
-    const rec = containers.get(req.params.id);
-    const q = { tail: intQuery(req.query.tail, 'tail'), since: req.query.since || undefined };
-    if (q.since !== undefined) parseSince(q.since); // refuse a bad value before streaming
-    const bundle = containers.bundle(rec.id);
-    const wantFollow = truthy(req.query.follow);
-    const release = wantFollow ? containers.hold(rec.id) : () => {};
-    try {
-      reply.hijack();
-      const raw = reply.raw;
-      raw.writeHead(200, { 'content-type': 'application/vnd.tsswarm.frames' });
-      raw.flushHeaders();
-      // following a created container (a foreground `run`) starts with its start
-      if (wantFollow && rec.state.status === 'created') await containers.waitStarted(rec.id);
-      const follow = wantFollow && rec.state.status === 'running';
-      // open the live file first: what is read and what is followed then meet exactly
-      const live = follow ? await openLiveLog(bundle) : undefined;
-      const entries = await readLogs(bundle, q, live);
-      const ts = truthy(req.query.timestamps);
-      const frame = (e: LogEntry) =>
-        encodeFrame(e.stream === 'stderr' ? Frame.stderr : Frame.stdout, ts ? `${e.time} ${e.line}` : e.line);
-      for (const e of entries) raw.write(frame(e));
-      if (follow) {
-        const ac = new AbortController();
-        raw.on('close', () => ac.abort());
-        await followLogs(
-          bundle,
-          (e) => raw.write(frame(e)),
-          () => rec.state.status !== 'running',
-          ac.signal,
-          live,
-        );
-      }
-      raw.end();
-    } finally {
-      release();
-    }
+    const stream = containerLogStream(containers, req.params.id, {
+      follow: truthy(req.query.follow),
+      tail: intQuery(req.query.tail, 'tail'),
+      since: req.query.since || undefined,
+    });
+    reply.hijack();
+    const raw = reply.raw;
+    raw.writeHead(200, { 'content-type': 'application/vnd.tsswarm.frames' });
+    raw.flushHeaders();
+    const ac = new AbortController();
+    raw.on('close', () => ac.abort());
+    const ts = truthy(req.query.timestamps);
+    await stream.pump((e) => raw.write(logFrame(e, ts)), ac.signal);
+    raw.end();
   });
 
   app.get<IdParams & { Querystring: { stream?: string } }>('/containers/:id/stats', async (req, reply) => {

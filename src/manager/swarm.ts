@@ -10,6 +10,7 @@ import type { Engine } from '../engine/engine.js';
 import { atomicWriteJson } from '../engine/fsutil.js';
 import { VERSION } from '../version.js';
 import { Agent } from '../worker/agent.js';
+import { NodeApi } from '../worker/nodeApi.js';
 import { createClusterCA, issueNodeCertificate, newNodeKey } from './ca/ca.js';
 import type { NodeCredentials } from './ca/tls.js';
 import { caDigest, formatJoinToken, newJoinToken } from './ca/token.js';
@@ -73,6 +74,7 @@ export class SwarmNode {
   private monitor?: NodeMonitor;
   private agent?: Agent;
   private dispatcher?: Dispatcher;
+  private nodeApi?: NodeApi;
   private selfWatch?: { cancel(): Promise<void> };
   private closed = false;
   private endpointsTimer?: NodeJS.Timeout;
@@ -285,6 +287,13 @@ export class SwarmNode {
       log: this.log,
     });
     await this.dispatcher.start();
+    this.nodeApi = new NodeApi(this.engine, {
+      address: this.state.dispatcher.host,
+      creds,
+      clusterId: this.state.clusterId,
+      log: this.log,
+    });
+    await this.nodeApi.start();
     await this.dispatcher.heartbeats.keepSelf();
     await this.refreshEndpoints();
     this.endpointsTimer = setInterval(() => void this.refreshEndpoints(), 10_000);
@@ -368,6 +377,7 @@ export class SwarmNode {
     clearInterval(this.endpointsTimer);
     await this.selfWatch?.cancel().catch(() => {});
     await this.dispatcher?.close().catch(() => {});
+    await this.nodeApi?.close().catch(() => {});
     await this.agent?.stop().catch(() => {});
     await this.reconciler?.stop().catch(() => {});
     await this.monitor?.stop().catch(() => {});
@@ -638,7 +648,10 @@ export class SwarmNode {
       const svc = await this.service(ref);
       const cur = await this.store.get<ServiceRecord>('services', svc.id);
       const spec = normalizeServiceSpec({ ...cur.value.spec, ...input, name: cur.value.spec.name });
-      assertIngressPortsFree(spec, (await this.services()).filter((s) => s.id !== svc.id));
+      assertIngressPortsFree(
+        spec,
+        (await this.services()).filter((s) => s.id !== svc.id),
+      );
       // scaling (and a job's concurrency) is not a change of what the tasks run
       const taskSpec = (x: ServiceSpec) => JSON.stringify({ ...x, replicas: 0, maxConcurrent: undefined });
       const changed = opts.force || taskSpec(spec) !== taskSpec(cur.value.spec);
@@ -749,9 +762,7 @@ function assertIngressPortsFree(spec: ServiceSpec, others: ServiceRecord[]): voi
       ),
     );
     if (holder)
-      throw conflict(
-        `port ${p.published}/${p.protocol} is already published by service ${holder.spec.name}`,
-      );
+      throw conflict(`port ${p.published}/${p.protocol} is already published by service ${holder.spec.name}`);
   }
 }
 

@@ -5,6 +5,7 @@ import { atomicWriteJson } from '../engine/fsutil.js';
 import type { NodeCredentials } from '../manager/ca/tls.js';
 import type { JoinAnswer } from '../manager/dispatcher.js';
 import { Agent } from './agent.js';
+import { certificateAddress, NodeApi } from './nodeApi.js';
 import { callJson, RemoteLink } from './remoteLink.js';
 
 /** What a worker remembers of its swarm (DATA_ROOT/swarm.json, keys beside it). */
@@ -20,6 +21,8 @@ export interface WorkerState {
 export class WorkerNode {
   /** Called once when a manager promoted this node. */
   onPromoted?: () => void;
+  /** Serves this node's task logs to managers (`service logs`). */
+  private nodeApi?: NodeApi;
 
   private constructor(
     private readonly dataRoot: string,
@@ -76,6 +79,13 @@ export class WorkerNode {
     link.onHeartbeat = (a) => node.heard(a);
     link.startHeartbeats();
     await agent.start();
+    node.nodeApi = new NodeApi(engine, {
+      address: certificateAddress(creds.certPem),
+      creds,
+      clusterId: state.clusterId,
+      log,
+    });
+    await node.nodeApi.start();
     return node;
   }
 
@@ -104,12 +114,14 @@ export class WorkerNode {
 
   /** Stops the session and the agent; containers keep running. */
   async close(): Promise<void> {
+    await this.nodeApi?.close();
     await this.agent.stop();
   }
 
   /** `swarm leave`: tells the managers (best effort), removes the task containers, forgets the swarm. */
   async leave(): Promise<void> {
     await callJson(this.link.manager, this.creds, 'POST', '/leave', {}).catch(() => {});
+    await this.nodeApi?.close();
     await this.agent.removeTaskContainers();
   }
 }
