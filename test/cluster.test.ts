@@ -2,16 +2,12 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import type { NodeRecord, TaskRecord } from '../src/api/cluster.js';
-import { type HostDaemon, loadImagesOn, startHosts } from './lib/hosts.js';
+import { loadImagesOn, startHosts } from './lib/hosts.js';
+import { cliJson, runningTasks } from './lib/swarm.js';
 import { until } from './lib/wait.js';
 
-const json = async <T>(d: HostDaemon, args: string[]): Promise<T> => {
-  const r = await d.cli([...args, '--format', 'json']);
-  if (r.code !== 0) throw new Error(`${args.join(' ')}: ${r.stderr}`);
-  return JSON.parse(r.stdout) as T;
-};
-const running = (ts: TaskRecord[]) =>
-  ts.filter((x) => x.desiredState === 'running' && x.status.state === 'running');
+const json = cliJson;
+const running = runningTasks;
 const perNode = (ts: TaskRecord[]) => {
   const m: Record<string, number> = {};
   for (const x of running(ts)) m[x.nodeId!] = (m[x.nodeId!] ?? 0) + 1;

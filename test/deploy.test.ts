@@ -2,9 +2,7 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import type { ServiceRecord } from '../src/api/cluster.js';
-import { freePort } from './lib/etcd.js';
-import { loadTestImages } from './lib/fixtures.js';
-import { startTestDaemon } from './lib/harness.js';
+import { startSwarmDaemon } from './lib/swarm.js';
 
 const loop = 'trap "exit 0" TERM; while true; do sleep 0.1; done';
 const stackFile = (extra = '') => `services:
@@ -27,19 +25,7 @@ ${extra}`;
 t.test(
   'deploy: a stack file becomes services; redeploy is idempotent; changes roll out; bad files change nothing',
   async (t) => {
-    const d = await startTestDaemon(t);
-    await loadTestImages(d);
-    const init = await d.cli([
-      'swarm',
-      'init',
-      '--etcd-client-port',
-      String(await freePort()),
-      '--etcd-peer-port',
-      String(await freePort()),
-      '--dispatcher-port',
-      String(await freePort()),
-    ]);
-    t.equal(init.code, 0, init.stderr);
+    const d = await startSwarmDaemon(t);
     const dir = join(d.dir, 'stack');
     await fs.mkdir(dir);
     const file = join(dir, 'stack.yml');

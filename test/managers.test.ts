@@ -3,17 +3,13 @@ import { join } from 'node:path';
 import t from 'tap';
 import type { NodeRecord, TaskRecord } from '../src/api/cluster.js';
 import { type HostDaemon, loadImagesOn, startHosts } from './lib/hosts.js';
+import { cliJson, runningTasks } from './lib/swarm.js';
 import { until } from './lib/wait.js';
 
 type Node = NodeRecord & { managerStatus?: string };
 
-const json = async <T>(d: HostDaemon, args: string[]): Promise<T> => {
-  const r = await d.cli([...args, '--format', 'json']);
-  if (r.code !== 0) throw new Error(`${args.join(' ')}: ${r.stderr}`);
-  return JSON.parse(r.stdout) as T;
-};
-const running = (ts: TaskRecord[]) =>
-  ts.filter((x) => x.desiredState === 'running' && x.status.state === 'running');
+const json = cliJson;
+const running = runningTasks;
 /** Slots with more than one running task: duplicates. */
 const duplicateSlots = (ts: TaskRecord[]) => {
   const seen = new Map<number, number>();
@@ -52,6 +48,25 @@ t.test(
       t.equal(j.code, 0, j.stderr);
       t.match(j.stdout, /as a manager/);
     }
+    // a global service runs on every node, and on a node that joins later
+    const g = await h(1).cli([
+      'service',
+      'create',
+      '--name',
+      'every',
+      '--mode',
+      'global',
+      'busybox:test',
+      'sleep',
+      '600',
+    ]);
+    t.equal(g.code, 0, g.stderr);
+    await until(
+      'a global task on each of the three managers',
+      () => json<TaskRecord[]>(h(1), ['service', 'ps', 'every']),
+      (ts) => running(ts).length === 3,
+      60_000,
+    );
     const wj = await h(4).cli([
       'swarm',
       'join',
@@ -59,7 +74,7 @@ t.test(
       wtoken,
       '--advertise-addr',
       hosts.address(4),
-      `${hosts.address(2)}:2377`,
+      `${hosts.address(1)}:2377`, // the first leader: its session has to move when that one dies
     ]);
     t.equal(wj.code, 0, wj.stderr);
 
@@ -74,6 +89,81 @@ t.test(
     t.same(nodes.map((n) => n.role).sort(), ['manager', 'manager', 'manager', 'worker']);
     const idOf = (i: number) => nodes.find((n) => n.address === hosts.address(i))!.id;
     const indexOf = (id: string) => [1, 2, 3, 4].find((i) => idOf(i) === id)!;
+    const every = await until(
+      'the global service gains a task on the node that joined',
+      () => json<TaskRecord[]>(h(1), ['service', 'ps', 'every']),
+      (ts) => running(ts).length === 4,
+      60_000,
+    );
+    t.same(new Set(running(every).map((x) => x.nodeId)).size, 4, 'one per node');
+    t.equal((await h(1).cli(['service', 'rm', 'every'])).code, 0);
+
+    // placement preferences spread over a label's values; a constraint keeps tasks to one value
+    for (const [i, zone] of [
+      [1, 'a'],
+      [2, 'a'],
+      [3, 'b'],
+      [4, 'b'],
+    ] as const)
+      t.equal((await h(1).cli(['node', 'update', '--label-add', `zone=${zone}`, idOf(i)])).code, 0);
+    const zoneOf = (id: string) => ([1, 2].includes(indexOf(id)) ? 'a' : 'b');
+    t.equal(
+      (
+        await h(1).cli([
+          'service',
+          'create',
+          '--name',
+          'spread',
+          '--replicas',
+          '6',
+          '--placement-pref',
+          'spread=node.labels.zone',
+          'busybox:test',
+          'sleep',
+          '600',
+        ])
+      ).code,
+      0,
+    );
+    t.equal(
+      (
+        await h(1).cli([
+          'service',
+          'create',
+          '--name',
+          'zoned',
+          '--replicas',
+          '3',
+          '--constraint',
+          'node.labels.zone==b',
+          'busybox:test',
+          'sleep',
+          '600',
+        ])
+      ).code,
+      0,
+    );
+    const spread = await until(
+      'six spread tasks running',
+      () => json<TaskRecord[]>(h(1), ['service', 'ps', 'spread']),
+      (ts) => running(ts).length === 6,
+      60_000,
+    );
+    const perZone = { a: 0, b: 0 };
+    for (const x of running(spread)) perZone[zoneOf(x.nodeId!)]++;
+    t.same(perZone, { a: 3, b: 3 }, 'three tasks in each zone');
+    const zoned = await until(
+      'three zoned tasks running',
+      () => json<TaskRecord[]>(h(1), ['service', 'ps', 'zoned']),
+      (ts) => running(ts).length === 3,
+      60_000,
+    );
+    t.ok(
+      running(zoned).every((x) => zoneOf(x.nodeId!) === 'b'),
+      'all in zone b',
+    );
+    for (const name of ['spread', 'zoned']) t.equal((await h(1).cli(['service', 'rm', name])).code, 0);
+
     const swarm3 = JSON.parse((await h(3).cli(['swarm', 'inspect'])).stdout) as { Etcd: string[] };
     t.equal(swarm3.Etcd.length, 3, 'the third manager talks to three etcd members');
 
@@ -178,6 +268,9 @@ t.test(
       const leaderId = nodes.find((n) => n.managerStatus === 'leader')!.id;
       const dead = indexOf(leaderId);
       const survivor = [1, 2, 3].find((i) => i !== dead)!;
+      const onWorker = async () =>
+        JSON.parse((await h(4).cli(['container', 'ps', '--format', 'json'])).stdout) as Array<{ Id: string }>;
+      const workerBefore = (await onWorker()).map((c) => c.Id).sort();
       const t0 = Date.now();
       await hosts.killHost(dead);
       const after = await until(
@@ -198,6 +291,11 @@ t.test(
       );
       t.comment(`its replicas running elsewhere after ${Date.now() - t0} ms`);
       t.same(duplicateSlots(ts), [], 'no slot runs twice');
+      const workerAfter = (await onWorker()).map((c) => c.Id);
+      t.ok(
+        workerBefore.every((id) => workerAfter.includes(id)),
+        "the worker's containers kept running while its session moved to another manager",
+      );
       t.equal((await h(survivor).cli(['service', 'scale', 'web=6'])).code, 0, 'the new leader acts');
       await until(
         'six running',

@@ -3,6 +3,7 @@ import type { ServiceRecord, TaskRecord } from '../src/api/cluster.js';
 import { freePort } from './lib/etcd.js';
 import { loadTestImages } from './lib/fixtures.js';
 import { startTestDaemon, type TestDaemon } from './lib/harness.js';
+import { startSwarmDaemon } from './lib/swarm.js';
 import { until } from './lib/wait.js';
 
 async function tasksOf(d: TestDaemon, service: string): Promise<TaskRecord[]> {
@@ -174,19 +175,7 @@ t.test(
 );
 
 t.test('rolling updates follow update_config; a failing update rolls back', async (t) => {
-  const d = await startTestDaemon(t);
-  await loadTestImages(d);
-  const init = await d.cli([
-    'swarm',
-    'init',
-    '--etcd-client-port',
-    String(await freePort()),
-    '--etcd-peer-port',
-    String(await freePort()),
-    '--dispatcher-port',
-    String(await freePort()),
-  ]);
-  t.equal(init.code, 0, init.stderr);
+  const d = await startSwarmDaemon(t);
   const loop = 'trap "exit 0" TERM; while true; do sleep 0.1; done';
   const create = await d.cli([
     'service',
@@ -281,19 +270,7 @@ t.test('rolling updates follow update_config; a failing update rolls back', asyn
 t.test(
   'jobs run to completion; placement preferences; host-mode ports keep tasks apart; task history is limited',
   async (t) => {
-    const d = await startTestDaemon(t);
-    await loadTestImages(d);
-    const init = await d.cli([
-      'swarm',
-      'init',
-      '--etcd-client-port',
-      String(await freePort()),
-      '--etcd-peer-port',
-      String(await freePort()),
-      '--dispatcher-port',
-      String(await freePort()),
-    ]);
-    t.equal(init.code, 0, init.stderr);
+    const d = await startSwarmDaemon(t);
     const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
     const inspect = async (name: string) =>
       JSON.parse((await d.cli(['service', 'inspect', name])).stdout)[0] as ServiceRecord;
@@ -636,19 +613,7 @@ t.test(
 t.test(
   "service logs: every task's lines with their prefix, stderr on stderr, --tail, --raw, --no-task-ids, -t, -f",
   async (t) => {
-    const d = await startTestDaemon(t);
-    await loadTestImages(d);
-    const init = await d.cli([
-      'swarm',
-      'init',
-      '--etcd-client-port',
-      String(await freePort()),
-      '--etcd-peer-port',
-      String(await freePort()),
-      '--dispatcher-port',
-      String(await freePort()),
-    ]);
-    t.equal(init.code, 0, init.stderr);
+    const d = await startSwarmDaemon(t);
     const lines = (s: string) => s.split('\n').filter(Boolean);
     const create = await d.cli([
       'service',

@@ -14,6 +14,8 @@ import { recordStatus } from './localLink.js';
 import type { Store } from './store/types.js';
 
 export const DEFAULT_DISPATCHER_PORT = 2377;
+/** A node's assignments are sent at most this often (changes in between are merged). */
+const SESSION_BATCH_MS = 30;
 
 /** What a joining node sends. */
 export interface JoinRequest {
@@ -283,24 +285,32 @@ export class Dispatcher {
     await this.heartbeats.beat(nodeId);
     const mine = new Map<string, TaskRecord>();
     let last = '';
+    let timer: NodeJS.Timeout | undefined;
     const send = () => {
+      timer = undefined;
       const line = JSON.stringify({ tasks: [...mine.values()] });
       if (line === last) return;
       last = line;
       res.write(`${line}\n`);
     };
+    // changes come in bursts (a deploy, a failover): the node gets one list per SESSION_BATCH_MS
+    const changed = () => {
+      timer ??= setTimeout(send, SESSION_BATCH_MS);
+    };
     const handle = this.store.watch<TaskRecord>('tasks', {}, (ev) => {
       if (ev.type === 'reset') {
         mine.clear();
         for (const it of ev.items) if (it.value.nodeId === nodeId) mine.set(it.id, it.value);
-      } else if (ev.type === 'delete') mine.delete(ev.id);
-      else if (ev.value.nodeId === nodeId) mine.set(ev.id, ev.value);
-      else mine.delete(ev.id);
-      send();
+      } else if (ev.type === 'delete') {
+        if (!mine.delete(ev.id)) return;
+      } else if (ev.value.nodeId === nodeId) mine.set(ev.id, ev.value);
+      else if (!mine.delete(ev.id)) return;
+      changed();
     });
     await handle.ready;
     send();
     await new Promise<void>((resolve) => req.socket.once('close', () => resolve()));
+    clearTimeout(timer);
     await handle.cancel();
   }
 }

@@ -13,6 +13,12 @@ export class LocalLink implements ManagerLink {
 
   async watchAssignments(nodeId: string, onTasks: (tasks: TaskRecord[]) => void) {
     const mine = new Map<string, TaskRecord>();
+    let timer: NodeJS.Timeout | undefined;
+    // changes come in bursts: the agent gets the list at most every 30 ms
+    const deliver = () => {
+      timer = undefined;
+      onTasks([...mine.values()].map((t) => structuredClone(t)));
+    };
     const handle = this.store.watch<TaskRecord>('tasks', {}, (ev) => {
       if (ev.type === 'reset') {
         mine.clear();
@@ -21,10 +27,19 @@ export class LocalLink implements ManagerLink {
         if (!mine.delete(ev.id)) return;
       } else if (ev.value.nodeId === nodeId) mine.set(ev.id, ev.value);
       else if (!mine.delete(ev.id)) return;
-      onTasks([...mine.values()].map((t) => structuredClone(t)));
+      timer ??= setTimeout(deliver, 30);
     });
     await handle.ready;
-    return handle;
+    return {
+      ready: handle.ready,
+      get revision() {
+        return handle.revision;
+      },
+      cancel: async () => {
+        clearTimeout(timer);
+        await handle.cancel();
+      },
+    };
   }
 
   async report(updates: StatusUpdate[]): Promise<void> {

@@ -9,6 +9,9 @@ import { startUpdate, updateStep } from './orchestrator/updater.js';
 import { hostPortsOf, isJob } from './serviceSpec.js';
 import type { Item, Store, TxnOp } from './store/types.js';
 
+/** A pass starts this long after the first change that asks for it. */
+const PASS_BATCH_MS = 20;
+
 const newId = () => randomBytes(12).toString('hex');
 
 /** States in which a task holds its node's resources. */
@@ -93,6 +96,8 @@ export class Reconciler {
     }
     this.running = true;
     void (async () => {
+      // events come in bursts (status reports of many tasks): one pass sees them all
+      await new Promise((r) => setTimeout(r, PASS_BATCH_MS));
       do {
         this.again = false;
         try {
