@@ -15,11 +15,11 @@ const perNode = (ts: TaskRecord[]) => {
 };
 
 t.test(
-  'three hosts: workers join over TLS, tasks spread, a dead host is replaced, its return leaves no duplicates',
+  'four hosts (a manager, three workers): workers join over TLS, tasks spread, a dead host is replaced, its return leaves no duplicates',
   async (t) => {
-    const hosts = await startHosts(t, { count: 3 });
-    const [m, w2, w3] = await Promise.all([1, 2, 3].map((i) => hosts.startDaemon(i)));
-    await Promise.all([m!, w2!, w3!].map((h) => loadImagesOn(h)));
+    const hosts = await startHosts(t, { count: 4 });
+    const [m, w2, w3, w4] = await Promise.all([1, 2, 3, 4].map((i) => hosts.startDaemon(i)));
+    await Promise.all([m!, w2!, w3!, w4!].map((h) => loadImagesOn(h)));
 
     const init = await m!.cli(['swarm', 'init', '--advertise-addr', hosts.address(1)]);
     t.equal(init.code, 0, init.stderr);
@@ -39,6 +39,7 @@ t.test(
     for (const [i, w] of [
       [2, w2!],
       [3, w3!],
+      [4, w4!],
     ] as const) {
       const j = await w.cli([
         'swarm',
@@ -52,11 +53,11 @@ t.test(
       t.equal(j.code, 0, j.stderr);
     }
     const nodes = await until(
-      '3 ready nodes',
+      '4 ready nodes',
       () => json<NodeRecord[]>(m!, ['node', 'ls']),
-      (n) => n.filter((x) => x.status === 'ready').length === 3,
+      (n) => n.filter((x) => x.status === 'ready').length === 4,
     );
-    t.same(nodes.map((n) => n.role).sort(), ['manager', 'worker', 'worker']);
+    t.same(nodes.map((n) => n.role).sort(), ['manager', 'worker', 'worker', 'worker']);
     const ids = Object.fromEntries(nodes.map((n) => [n.address, n.id]));
     const workerRefused = await w2!.cli(['service', 'ls']);
     t.match(workerRefused.stderr, /this node is a worker/, 'workers have no cluster API');
@@ -83,7 +84,11 @@ t.test(
       (ts) => running(ts).length === 6,
       60_000,
     );
-    t.same(Object.values(perNode(tasks)).sort(), [2, 2, 2], 'spread: two tasks on each node');
+    t.same(
+      Object.values(perNode(tasks)).sort(),
+      [1, 1, 2, 2],
+      'spread: six tasks over four nodes, one or two each',
+    );
 
     t.equal(
       (
@@ -127,7 +132,7 @@ t.test(
       t.comment(`host 3 killed → its replicas running elsewhere after ${Date.now() - t0} ms`);
       const n = await json<NodeRecord[]>(m!, ['node', 'ls']);
       t.equal(n.find((x) => x.id === dead)?.status, 'down');
-      t.same(Object.values(perNode(tasks)).sort(), [3, 3], 'the six replicas over the two live nodes');
+      t.same(Object.values(perNode(tasks)).sort(), [2, 2, 2], 'the six replicas over the three live nodes');
     });
 
     await t.test('when the host comes back, its stale tasks are shut down: no duplicates', async (t) => {
@@ -152,7 +157,7 @@ t.test(
       tasks = await json<TaskRecord[]>(m!, ['service', 'ps', 'web']);
       t.equal(running(tasks).length, 6, 'still exactly six');
       let total = 0;
-      for (const h of [m!, w2!, w3!]) {
+      for (const h of [m!, w2!, w3!, w4!]) {
         const cs = JSON.parse((await h.cli(['container', 'ps', '--format', 'json'])).stdout) as Array<{
           Name: string;
         }>;
@@ -233,7 +238,7 @@ t.test(
 
     await t.test('removing the services stops their containers on every host', async (t) => {
       t.equal((await m!.cli(['service', 'rm', 'web', 'only-workers'])).code, 0);
-      for (const h of [m!, w2!, w3!]) {
+      for (const h of [m!, w2!, w3!, w4!]) {
         await until(
           'no containers',
           async () =>
@@ -263,7 +268,7 @@ t.test(
         await until(
           'a task on each host',
           () => json<TaskRecord[]>(m!, ['service', 'ps', 'chatty']),
-          (ts) => running(ts).length === 3,
+          (ts) => running(ts).length === 4,
           60_000,
         ),
       );
@@ -273,11 +278,11 @@ t.test(
         () => m!.cli(['service', 'logs', 'chatty']),
         (r) =>
           r.code === 0 &&
-          lines(r.stdout).filter((l) => l.includes('| hello-')).length === 3 &&
-          lines(r.stderr).length === 3,
+          lines(r.stdout).filter((l) => l.includes('| hello-')).length === 4 &&
+          lines(r.stderr).length === 4,
         30_000,
       );
-      for (const i of [1, 2, 3]) {
+      for (const i of [1, 2, 3, 4]) {
         const x = chatty.find((y) => y.nodeId === ids[hosts.address(i)])!;
         const name = `chatty.${x.nodeId}.${x.id.slice(0, 12)}@`;
         // the hostnames are the same machine's: the task id and the container's $HOSTNAME tell them apart
@@ -294,7 +299,7 @@ t.test(
       }
       // -f relays what the tasks write from now on, from every host, until the command is stopped
       const follow = await m!.cli(['service', 'logs', '-f', '--tail', '0', 'chatty'], { timeoutMs: 3000 });
-      for (const i of [1, 2, 3]) {
+      for (const i of [1, 2, 3, 4]) {
         const x = chatty.find((y) => y.nodeId === ids[hosts.address(i)])!;
         t.ok(
           lines(follow.stdout).some(
@@ -341,6 +346,63 @@ t.test(
       t.equal(await curl(workerPem, true), '403', "a worker's certificate is refused");
       t.equal(await curl(workerPem, false), '403', 'no certificate is refused');
       t.equal(await curl(managerPem, true), '200', "a manager's certificate is served");
+
+      // the store: the manager's etcd takes only certificates of its own etcd CA, which workers never get
+      const etcdRange = async (args: string[]) =>
+        hosts.exec(2, [
+          'curl',
+          '-sS',
+          '-k',
+          '-o',
+          '/dev/null',
+          '-w',
+          '%{http_code}',
+          '-X',
+          'POST',
+          '-d',
+          '{"key":"Lw=="}',
+          ...args,
+        ]);
+      const range = `https://${hosts.address(1)}:2379/v3/kv/range`;
+      const withWorker = await etcdRange([
+        '--cert',
+        join(workerPem, 'cert.pem'),
+        '--key',
+        join(workerPem, 'key.pem'),
+        range,
+      ]);
+      t.not(
+        withWorker.stdout,
+        '200',
+        `a worker's node certificate opens no etcd (${withWorker.stderr.trim()})`,
+      );
+      t.not((await etcdRange([range])).stdout, '200', 'nor does no certificate');
+      t.not(
+        (await etcdRange([`http://${hosts.address(1)}:2379/v3/kv/range`])).stdout,
+        '200',
+        'nor plain HTTP',
+      );
+      const etcdTls = join(hosts.host(1).dataRoot, 'etcd-tls');
+      const asManager = await hosts.exec(2, [
+        'curl',
+        '-sS',
+        '-o',
+        '/dev/null',
+        '-w',
+        '%{http_code}',
+        '-X',
+        'POST',
+        '-d',
+        '{"key":"Lw=="}',
+        '--cacert',
+        join(etcdTls, 'ca.pem'),
+        '--cert',
+        join(etcdTls, 'cert.pem'),
+        '--key',
+        join(etcdTls, 'key.pem'),
+        range,
+      ]);
+      t.equal(asManager.stdout, '200', `a manager's etcd certificate does (${asManager.stderr.trim()})`);
 
       t.equal((await m!.cli(['service', 'rm', 'chatty'])).code, 0);
     });

@@ -48,7 +48,14 @@ export interface ManagerEtcdInfo {
   /** Client URLs of the etcd members. */
   endpoints: string[];
   /** Set when the swarm runs its own etcd: the new member was added (as a learner) under this name. */
-  member?: { name: string; initialCluster: string; clientPort: number; peerPort: number };
+  member?: {
+    name: string;
+    initialCluster: string;
+    clientPort: number;
+    peerPort: number;
+    /** The etcd CA and the new member's certificate from it (for the key of its join request). */
+    tls?: { caCertPem: string; certPem: string };
+  };
 }
 
 export interface DispatcherOptions {
@@ -58,13 +65,15 @@ export interface DispatcherOptions {
   /** This manager's node id (it holds the heartbeat leases of the nodes it serves). */
   nodeId: string;
   /** Prepares etcd for a joining manager (adds its member when the etcd is the swarm's own). */
-  addManager: (joiner: { nodeId: string; address: string }) => Promise<ManagerEtcdInfo>;
+  addManager: (joiner: { nodeId: string; address: string; csrPem: string }) => Promise<ManagerEtcdInfo>;
   log?: (m: string) => void;
 }
 
 /** The cluster record with its CA key and join-token secrets, as only managers read it. */
 export type ClusterWithSecrets = ClusterRecord & {
   ca: { certPem: string; keyPem: string };
+  /** The CA of the swarm's own etcd (absent with --etcd-endpoints). */
+  etcdCa?: { certPem: string; keyPem: string };
   secrets: { worker: string; manager: string };
 };
 
@@ -219,7 +228,7 @@ export class Dispatcher {
           'invalid_argument',
           'a manager joins with --advertise-addr: other managers and etcd reach it there',
         );
-      etcd = await this.opts.addManager({ nodeId, address: node.address });
+      etcd = await this.opts.addManager({ nodeId, address: node.address, csrPem: body.csrPem });
       node.managerAddr = `${node.address}:${body.dispatcherPort ?? DEFAULT_DISPATCHER_PORT}`;
     }
     await this.store.create('nodes', nodeId, node);
@@ -250,7 +259,11 @@ export class Dispatcher {
       addresses: node.value.address ? [node.value.address] : [],
       csrPem: String(body.csrPem ?? ''),
     });
-    const etcd = await this.opts.addManager({ nodeId, address: node.value.address });
+    const etcd = await this.opts.addManager({
+      nodeId,
+      address: node.value.address,
+      csrPem: String(body.csrPem ?? ''),
+    });
     this.log(`node ${nodeId} (${node.value.hostname}) is becoming a manager`);
     return {
       nodeId,

@@ -20,13 +20,14 @@ export interface HeartbeatRecord {
  * The heartbeat leases one manager holds for the nodes it serves. A heartbeat only touches
  * memory; the etcd client keeps each lease alive (every TTL/3) while the node's heartbeats
  * come, and once a node has been silent for the TTL its lease is revoked, which deletes its
- * key (unless another manager holds the key by now). So heartbeat answers never wait on etcd,
- * and a dead manager's leases simply expire.
+ * key (unless another manager holds the key by now). So heartbeat answers never wait on etcd
+ * (the key is re-put in the background, see beat()), and a dead manager's leases simply expire.
  */
 export class HeartbeatKeeper {
   private readonly leases = new Map<string, Lease>();
   private readonly pending = new Map<string, Promise<void>>();
   private readonly lastSeen = new Map<string, number>();
+  private readonly lastPut = new Map<string, number>();
   private readonly timer: NodeJS.Timeout;
   private closed = false;
 
@@ -40,10 +41,25 @@ export class HeartbeatKeeper {
     this.timer.unref();
   }
 
-  /** Records a heartbeat; the first one (or the first after a takeover) writes the key. */
+  /**
+   * Records a heartbeat; the first one (or the first after a takeover) writes the key and waits
+   * for it. Later ones re-put the key with this manager's lease at most once a second, in the
+   * background: if the node's heartbeats went to another manager for a while and came back, the
+   * key may be attached to that manager's lease, which it will revoke when the beats stop there.
+   */
   async beat(nodeId: string): Promise<void> {
-    this.lastSeen.set(nodeId, Date.now());
-    if (this.leases.has(nodeId)) return;
+    const now = Date.now();
+    this.lastSeen.set(nodeId, now);
+    const lease = this.leases.get(nodeId);
+    if (lease) {
+      if (now - (this.lastPut.get(nodeId) ?? 0) >= 1000 && !this.pending.has(nodeId)) {
+        const p = this.put(nodeId, lease)
+          .catch(() => {}) // the next beat tries again
+          .finally(() => this.pending.delete(nodeId));
+        this.pending.set(nodeId, p);
+      }
+      return;
+    }
     let p = this.pending.get(nodeId);
     if (!p) {
       p = this.hold(nodeId).finally(() => this.pending.delete(nodeId));
@@ -52,15 +68,20 @@ export class HeartbeatKeeper {
     await p;
   }
 
+  private async put(nodeId: string, lease: Lease): Promise<void> {
+    await this.store.putWithLease(
+      'heartbeats',
+      nodeId,
+      { manager: this.managerId, since: Date.now() },
+      lease,
+    );
+    this.lastPut.set(nodeId, Date.now());
+  }
+
   private async hold(nodeId: string): Promise<void> {
     const lease = await this.store.grantLease(this.ttlSec, { keepAlive: true });
     try {
-      await this.store.putWithLease(
-        'heartbeats',
-        nodeId,
-        { manager: this.managerId, since: Date.now() },
-        lease,
-      );
+      await this.put(nodeId, lease);
     } catch (e) {
       lease.release();
       throw e;

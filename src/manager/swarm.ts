@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, hostname, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
@@ -11,7 +11,7 @@ import { atomicWriteJson } from '../engine/fsutil.js';
 import { VERSION } from '../version.js';
 import { Agent } from '../worker/agent.js';
 import { NodeApi } from '../worker/nodeApi.js';
-import { createClusterCA, issueNodeCertificate, newNodeKey } from './ca/ca.js';
+import { CA_VALIDITY_DAYS, createClusterCA, issueNodeCertificate, newNodeKey } from './ca/ca.js';
 import type { NodeCredentials } from './ca/tls.js';
 import { caDigest, formatJoinToken, newJoinToken } from './ca/token.js';
 import { STACK_LABEL, servicesFromStack } from './deploy.js';
@@ -23,7 +23,7 @@ import {
   type ManagerEtcdInfo,
 } from './dispatcher.js';
 import { addLearner, memberEndpoints, memberName, promoteLearner, removeMember } from './etcd/membership.js';
-import { EtcdSupervisor } from './etcd/supervisor.js';
+import { EtcdSupervisor, type EtcdTlsFiles, etcdCredentials } from './etcd/supervisor.js';
 import { NodeMonitor } from './liveness.js';
 import { LocalLink } from './localLink.js';
 import { Reconciler } from './reconciler.js';
@@ -48,6 +48,8 @@ export interface SwarmState {
       host?: string;
       /** Set for a member added to a running cluster (a joined or promoted manager). */
       initialCluster?: string;
+      /** The member serves TLS with DATA_ROOT/etcd-tls/ (see writeEtcdTls). */
+      tls?: boolean;
     };
   };
   dispatcher: { host: string; port: number };
@@ -117,13 +119,51 @@ export class SwarmNode {
             embedded: { clientPort, peerPort: opts.etcdPeerPort ?? 2380, host: advertise },
           },
     };
-    const node = await SwarmNode.open(engine, state, log);
+    // the cluster CA signs node certificates; a separate etcd CA signs only managers' etcd
+    // certificates, so that no worker ever holds a certificate the swarm's etcd accepts
+    const ca = await createClusterCA({ clusterId: state.clusterId });
+    const key = newNodeKey();
+    const addresses = [...new Set([advertise, '127.0.0.1'])];
+    const certPem = await issueNodeCertificate(ca, {
+      nodeId: state.nodeId,
+      role: 'manager',
+      hostname: hostname(),
+      addresses,
+      publicKeyPem: key.publicKeyPem,
+    });
+    await atomicWriteJson(SwarmNode.credsPath(dataRoot), {
+      caCertPem: ca.certPem,
+      certPem,
+      keyPem: key.keyPem,
+    });
+    let etcdCa: ClusterWithSecrets['etcdCa'];
+    if (state.etcd.embedded) {
+      etcdCa = await createClusterCA({ clusterId: `${state.clusterId}-etcd` });
+      const etcdCert = await issueNodeCertificate(etcdCa, {
+        nodeId: state.nodeId,
+        role: 'manager',
+        hostname: hostname(),
+        addresses,
+        publicKeyPem: key.publicKeyPem,
+        validityDays: CA_VALIDITY_DAYS,
+      });
+      await writeEtcdTls(dataRoot, { caCertPem: etcdCa.certPem, certPem: etcdCert, keyPem: key.keyPem });
+      state.etcd.embedded.tls = true;
+      state.etcd.endpoints = [`https://${advertise}:${clientPort}`];
+    }
+    let node: SwarmNode;
     try {
-      const ca = await createClusterCA({ clusterId: state.clusterId });
+      node = await SwarmNode.open(engine, state, log);
+    } catch (e) {
+      await forgetSwarm(dataRoot);
+      throw e;
+    }
+    try {
       const cluster: ClusterWithSecrets = {
         id: state.clusterId,
         createdAt: Date.now(),
         ca,
+        ...(etcdCa ? { etcdCa } : {}),
         secrets: {
           worker: newJoinToken('worker', ca.certPem).secret,
           manager: newJoinToken('manager', ca.certPem).secret,
@@ -134,24 +174,12 @@ export class SwarmNode {
           'the etcd cluster already holds a swarm: point --etcd-endpoints at an empty etcd or join that swarm',
         );
       });
-      const key = newNodeKey();
-      const certPem = await issueNodeCertificate(ca, {
-        nodeId: state.nodeId,
-        role: 'manager',
-        hostname: hostname(),
-        addresses: [...new Set([advertise, '127.0.0.1'])],
-        publicKeyPem: key.publicKeyPem,
-      });
-      await atomicWriteJson(SwarmNode.credsPath(dataRoot), {
-        caCertPem: ca.certPem,
-        certPem,
-        keyPem: key.keyPem,
-      });
       await node.store.create('nodes', state.nodeId, node.nodeRecord(advertise));
       await atomicWriteJson(SwarmNode.statePath(dataRoot), state);
       await node.startRoles();
     } catch (e) {
       await node.close();
+      await forgetSwarm(dataRoot);
       throw e;
     }
     return node;
@@ -185,12 +213,14 @@ export class SwarmNode {
               peerPort: m.peerPort,
               host: opts.advertiseAddr,
               initialCluster: m.initialCluster,
+              ...(m.tls ? { tls: true } : {}),
             },
           }
         : { endpoints: answer.etcd.endpoints },
     };
     await rm(join(dataRoot, 'etcd'), { recursive: true, force: true }); // a member starts empty
     await atomicWriteJson(SwarmNode.credsPath(dataRoot), creds);
+    if (m?.tls) await writeEtcdTls(dataRoot, { ...m.tls, keyPem: creds.keyPem }); // the node's own key
     const node = await SwarmNode.open(engine, state, log);
     try {
       await atomicWriteJson(SwarmNode.statePath(dataRoot), state);
@@ -230,17 +260,23 @@ export class SwarmNode {
         clientPort: e.clientPort,
         peerPort: e.peerPort,
         ...(e.initialCluster ? { initialCluster: e.initialCluster, initialClusterState: 'existing' } : {}),
+        ...(e.tls ? { tls: etcdTlsFiles(engine.opts.dataRoot) } : {}),
         log,
       });
       // a member added to a running cluster serves nothing until it is promoted
       await etcd.start({ wait: !e.initialCluster });
     }
+    const tls = e?.tls ? readEtcdTls(engine.opts.dataRoot) : undefined;
     try {
       if (e?.initialCluster && etcd) {
         const others = state.etcd.endpoints.filter((x) => x !== etcd!.endpoint);
-        const tmp = new Etcd3({ hosts: others, dialTimeout: 5_000 });
+        const tmp = new Etcd3({
+          hosts: others,
+          dialTimeout: 5_000,
+          ...(tls ? { credentials: etcdCredentials(tls) } : {}),
+        });
         try {
-          await promoteLearner(tmp, `http://${e.host ?? '127.0.0.1'}:${e.peerPort}`);
+          await promoteLearner(tmp, etcd.peerURL);
         } finally {
           tmp.close();
         }
@@ -250,6 +286,7 @@ export class SwarmNode {
       const store = await openEtcdStore({
         endpoints: state.etcd.endpoints,
         ...(etcd ? { preferEndpoint: etcd.endpoint } : {}),
+        ...(tls ? { tls } : {}),
         log,
       });
       return new SwarmNode(engine, state, store, etcd, log);
@@ -356,18 +393,39 @@ export class SwarmNode {
   }
 
   /** The dispatcher's hook for a joining manager: adds its etcd member when etcd is the swarm's own. */
-  private async addManager(j: { nodeId: string; address: string }): Promise<ManagerEtcdInfo> {
+  private async addManager(j: { nodeId: string; address: string; csrPem: string }): Promise<ManagerEtcdInfo> {
     const e = this.state.etcd.embedded;
     if (!e) return { endpoints: this.state.etcd.endpoints };
+    let tls: { caCertPem: string; certPem: string } | undefined;
+    if (e.tls) {
+      const cluster = (await this.store.get<ClusterWithSecrets>('cluster', 'swarm')).value;
+      if (!cluster.etcdCa) throw precondition('this swarm has no etcd CA: its etcd cannot take new members');
+      tls = {
+        caCertPem: cluster.etcdCa.certPem,
+        certPem: await issueNodeCertificate(cluster.etcdCa, {
+          nodeId: j.nodeId,
+          role: 'manager',
+          addresses: [j.address],
+          csrPem: j.csrPem,
+          validityDays: CA_VALIDITY_DAYS,
+        }),
+      };
+    }
     const endpoints = await memberEndpoints(this.store.client);
     const initialCluster = await addLearner(
       this.store.client,
       memberName(j.nodeId),
-      `http://${j.address}:${e.peerPort}`,
+      `${e.tls ? 'https' : 'http'}://${j.address}:${e.peerPort}`,
     );
     return {
       endpoints,
-      member: { name: memberName(j.nodeId), initialCluster, clientPort: e.clientPort, peerPort: e.peerPort },
+      member: {
+        name: memberName(j.nodeId),
+        initialCluster,
+        clientPort: e.clientPort,
+        peerPort: e.peerPort,
+        ...(tls ? { tls } : {}),
+      },
     };
   }
 
@@ -768,6 +826,29 @@ function assertIngressPortsFree(spec: ServiceSpec, others: ServiceRecord[]): voi
 
 /** Forgets the swarm on this node: its state, keys and etcd data. */
 export async function forgetSwarm(dataRoot: string): Promise<void> {
-  for (const f of ['swarm.json', 'swarm-creds.json', 'etcd'])
+  for (const f of ['swarm.json', 'swarm-creds.json', 'etcd', 'etcd-tls'])
     await rm(join(dataRoot, f), { recursive: true, force: true });
+}
+
+/** Where a manager keeps its etcd TLS files (etcd reads them itself). */
+function etcdTlsFiles(dataRoot: string): EtcdTlsFiles {
+  const dir = join(dataRoot, 'etcd-tls');
+  return { caFile: join(dir, 'ca.pem'), certFile: join(dir, 'cert.pem'), keyFile: join(dir, 'key.pem') };
+}
+
+async function writeEtcdTls(dataRoot: string, c: NodeCredentials): Promise<void> {
+  const f = etcdTlsFiles(dataRoot);
+  await mkdir(join(dataRoot, 'etcd-tls'), { recursive: true, mode: 0o700 });
+  await writeFile(f.caFile, c.caCertPem);
+  await writeFile(f.certFile, c.certPem);
+  await writeFile(f.keyFile, c.keyPem, { mode: 0o600 });
+}
+
+function readEtcdTls(dataRoot: string): NodeCredentials {
+  const f = etcdTlsFiles(dataRoot);
+  return {
+    caCertPem: readFileSync(f.caFile, 'utf8'),
+    certPem: readFileSync(f.certFile, 'utf8'),
+    keyPem: readFileSync(f.keyFile, 'utf8'),
+  };
 }

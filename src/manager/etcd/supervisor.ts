@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { closeSync, constants, existsSync, promises as fs, openSync } from 'node:fs';
+import { closeSync, constants, existsSync, promises as fs, openSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { delimiter, isAbsolute, join } from 'node:path';
 import { Etcd3 } from 'etcd3';
@@ -24,6 +24,11 @@ export interface EtcdMemberOptions {
   peerPort?: number;
   /** `name=peerURL,...` of every member of a static cluster; default this member alone. */
   initialCluster?: string;
+  /**
+   * Serve clients and peers over TLS, requiring certificates signed by the CA in caFile from
+   * both (the swarm's own etcd: only managers hold such certificates). Default: plain HTTP.
+   */
+  tls?: EtcdTlsFiles;
   /** `existing` when the member joins a running cluster (it was added with memberAdd); default `new`. */
   initialClusterState?: 'new' | 'existing';
   /** `--initial-cluster-token`; default the member's name. */
@@ -39,6 +44,30 @@ export interface EtcdMemberOptions {
   /** How long start() waits for the member to serve; default 30 s. */
   startTimeoutMs?: number;
   log?: (msg: string) => void;
+}
+
+/** PEM files of an etcd member's TLS: the CA it trusts, its certificate and key. */
+export interface EtcdTlsFiles {
+  caFile: string;
+  certFile: string;
+  keyFile: string;
+}
+
+/** The etcd3 client's credentials from PEM text (a client certificate of the etcd CA). */
+export function etcdCredentials(tls: { caCertPem: string; certPem: string; keyPem: string }) {
+  return {
+    rootCertificate: Buffer.from(tls.caCertPem),
+    certChain: Buffer.from(tls.certPem),
+    privateKey: Buffer.from(tls.keyPem),
+  };
+}
+
+function readTlsFiles(f: EtcdTlsFiles) {
+  return etcdCredentials({
+    caCertPem: readFileSync(f.caFile, 'utf8'),
+    certPem: readFileSync(f.certFile, 'utf8'),
+    keyPem: readFileSync(f.keyFile, 'utf8'),
+  });
 }
 
 export const DEFAULT_CLIENT_PORT = 2379;
@@ -104,9 +133,10 @@ async function assertWritableDir(dir: string): Promise<void> {
 }
 
 /** True when the etcd at endpoint has a leader and answers a linearizable read within timeoutMs. */
-export async function isHealthy(endpoint: string, timeoutMs = 1_000): Promise<boolean> {
+export async function isHealthy(endpoint: string, timeoutMs = 1_000, tls?: EtcdTlsFiles): Promise<boolean> {
   const client = new Etcd3({
     hosts: endpoint,
+    ...(tls ? { credentials: readTlsFiles(tls) } : {}),
     dialTimeout: timeoutMs,
     defaultCallOptions: () => ({ deadline: Date.now() + timeoutMs }),
   });
@@ -161,12 +191,12 @@ export class EtcdSupervisor extends EventEmitter {
     this.log = opts.log ?? (() => {});
   }
 
-  /** The client URL, e.g. http://127.0.0.1:2379. */
+  /** The client URL, e.g. http://127.0.0.1:2379 (https with TLS). */
   get endpoint(): string {
-    return `http://${this.host}:${this.clientPort}`;
+    return `${this.opts.tls ? 'https' : 'http'}://${this.host}:${this.clientPort}`;
   }
   get peerURL(): string {
-    return `http://${this.host}:${this.peerPort}`;
+    return `${this.opts.tls ? 'https' : 'http'}://${this.host}:${this.peerPort}`;
   }
   /** PID of the running etcd, or undefined between a death and its restart. */
   get pid(): number | undefined {
@@ -208,7 +238,8 @@ export class EtcdSupervisor extends EventEmitter {
       if (!child || child.exitCode !== null || child.signalCode !== null) {
         throw await this.startFailure(`etcd ${this.name} exited (${child?.exitCode ?? child?.signalCode})`);
       }
-      if (await isHealthy(this.endpoint, Math.min(1_000, Math.max(100, deadline - Date.now())))) return;
+      const wait = Math.min(1_000, Math.max(100, deadline - Date.now()));
+      if (await isHealthy(this.endpoint, wait, this.opts.tls)) return;
       await sleep(50);
     }
     throw await this.startFailure(`etcd ${this.name} did not become healthy within ${timeoutMs} ms`);
@@ -259,6 +290,19 @@ export class EtcdSupervisor extends EventEmitter {
       '--log-outputs=stderr',
     ];
     if (o.fastElection) args.push('--heartbeat-interval=50', '--election-timeout=500');
+    if (o.tls) {
+      const { caFile, certFile, keyFile } = o.tls;
+      args.push(
+        `--cert-file=${certFile}`,
+        `--key-file=${keyFile}`,
+        `--trusted-ca-file=${caFile}`,
+        '--client-cert-auth',
+        `--peer-cert-file=${certFile}`,
+        `--peer-key-file=${keyFile}`,
+        `--peer-trusted-ca-file=${caFile}`,
+        '--peer-client-cert-auth',
+      );
+    }
     const logFd = openSync(this.logPath, 'a');
     let child: ChildProcess;
     try {

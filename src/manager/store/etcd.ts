@@ -11,6 +11,7 @@ import {
 // etcd3's connection pool, for its host order (see hostOrder)
 import connectionPool from 'etcd3/lib/connection-pool.js';
 import { invalid, notFound } from '../../api/errors.js';
+import { etcdCredentials } from '../etcd/supervisor.js';
 import { StoreConflict } from './errors.js';
 import { EtcdLeadership } from './etcd-election.js';
 import { decodeValue, encodeValue, itemOf, Keys, toStoreError } from './etcd-keys.js';
@@ -42,6 +43,8 @@ export interface EtcdStoreOptions {
    * Default: the etcd3 client's random order.
    */
   preferEndpoint?: string;
+  /** A client certificate of the etcd CA (the swarm's own etcd requires one). */
+  tls?: { caCertPem: string; certPem: string; keyPem: string };
   /** Deadline of each unary call; default 5 s. */
   callTimeoutMs?: number;
   log?: (msg: string) => void;
@@ -179,6 +182,7 @@ export class EtcdStore implements Store {
     this.keys = new Keys(opts.root);
     this.client = new Etcd3({
       hosts: hostOrder(opts.endpoints, opts.preferEndpoint),
+      ...(opts.tls ? { credentials: etcdCredentials(opts.tls) } : {}),
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
       grpcOptions: {
         'grpc.initial_reconnect_backoff_ms': 100,
