@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The quick start: sets up, starts a tsswarm daemon on a private socket and data root,
 # loads a busybox image built on the spot, runs a web server container and shows the
-# engine's commands; then stops and removes everything it started.
+# engine's commands; then makes the daemon a one-node swarm (its own etcd, on private ports),
+# deploys stacks/web.yml, shows the stack, its tasks and their logs, scales it, removes it and
+# leaves the swarm; then stops and removes everything it started.
 #
 #   bash examples/quickstart.sh          (as root)
 set -euo pipefail
@@ -40,5 +42,18 @@ step container exec web wget -qO- http://127.0.0.1:8080/
 step container logs web
 step container stats --no-stream web
 step container stop web
+
+# a local cluster of one manager, with a deployed stack
+step swarm init --etcd-client-port 23791 --etcd-peer-port 23792 --dispatcher-port 23793
+step deploy -c stacks/web.yml web
+step stack services web
+step service ps web_httpd
+task=$(tsswarm container ps --format json | node -e \
+  'const cs = JSON.parse(require("fs").readFileSync(0, "utf8")); console.log(cs.find((c) => c.Name.startsWith("web_httpd.")).Name)')
+step container exec "$task" wget -qO- http://127.0.0.1:8080/
+step service logs web_httpd
+step service scale web_httpd=1
+step stack rm web
+step swarm leave --force
 echo
 echo "done: everything this script started is being removed"
