@@ -1,12 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { createServer, type Server } from 'node:https';
+import type { Server } from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import type { ClusterRecord, NodeRecord, TaskRecord } from '../api/cluster.js';
 import { TsswarmError } from '../api/errors.js';
 import { VERSION } from '../version.js';
 import type { StatusUpdate } from '../worker/agent.js';
 import { identityFromCertificate, issueNodeCertificate } from './ca/ca.js';
+import { createNodeServer, sendJson } from './ca/https.js';
 import type { NodeCredentials } from './ca/tls.js';
 import { verifyJoinToken } from './ca/token.js';
 import { HeartbeatKeeper } from './liveness.js';
@@ -77,10 +78,7 @@ export type ClusterWithSecrets = ClusterRecord & {
   secrets: { worker: string; manager: string };
 };
 
-const json = (res: ServerResponse, status: number, body: unknown) => {
-  res.writeHead(status, { 'content-type': 'application/json' });
-  res.end(JSON.stringify(body));
-};
+const json = sendJson;
 
 async function readJson<T>(req: IncomingMessage): Promise<T> {
   let s = '';
@@ -121,23 +119,7 @@ export class Dispatcher {
 
   async start(): Promise<void> {
     const c = this.opts.creds;
-    this.server = createServer(
-      {
-        ca: [c.caCertPem],
-        cert: c.certPem,
-        key: c.keyPem,
-        requestCert: true,
-        rejectUnauthorized: false,
-        minVersion: 'TLSv1.3',
-      },
-      (req, res) => {
-        this.route(req, res).catch((e: unknown) => {
-          const err = e instanceof TsswarmError ? e : new TsswarmError('internal', (e as Error).message);
-          if (!res.headersSent) json(res, err.httpStatus, err.toJSON());
-          else res.destroy();
-        });
-      },
-    );
+    this.server = createNodeServer(c, (req, res) => this.route(req, res));
     await new Promise<void>((resolve, reject) => {
       this.server!.once('error', reject);
       this.server!.listen(this.opts.port, this.opts.host, () => resolve());

@@ -13,13 +13,14 @@
 
 import { X509Certificate } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { createServer, type Server } from 'node:https';
+import type { Server } from 'node:https';
 import type { TLSSocket } from 'node:tls';
-import { invalid, notFound, TsswarmError } from '../api/errors.js';
+import { invalid, notFound } from '../api/errors.js';
 import { containerLogStream, logFrame } from '../daemon/logStream.js';
 import type { ContainerRecord } from '../engine/containers/types.js';
 import type { Engine } from '../engine/engine.js';
 import { identityFromCertificate } from '../manager/ca/ca.js';
+import { createNodeServer, sendJson } from '../manager/ca/https.js';
 import type { NodeCredentials } from '../manager/ca/tls.js';
 import { TASK_LABEL } from './agent.js';
 
@@ -50,10 +51,7 @@ export function certificateAddress(certPem: string): string {
   return m?.[1] ?? '';
 }
 
-const json = (res: ServerResponse, status: number, body: unknown) => {
-  res.writeHead(status, { 'content-type': 'application/json' });
-  res.end(JSON.stringify(body));
-};
+const json = sendJson;
 
 const truthy = (v: string | null) => v === '1' || v === 'true';
 
@@ -79,24 +77,7 @@ export class NodeApi {
       return;
     }
     const c = this.opts.creds;
-    const server = createServer(
-      {
-        ca: [c.caCertPem],
-        cert: c.certPem,
-        key: c.keyPem,
-        requestCert: true,
-        // a client without a good certificate is answered 403 rather than cut off in the handshake
-        rejectUnauthorized: false,
-        minVersion: 'TLSv1.3',
-      },
-      (req, res) => {
-        this.route(req, res).catch((e: unknown) => {
-          const err = e instanceof TsswarmError ? e : new TsswarmError('internal', (e as Error).message);
-          if (!res.headersSent) json(res, err.httpStatus, err.toJSON());
-          else res.destroy();
-        });
-      },
-    );
+    const server = createNodeServer(c, (req, res) => this.route(req, res));
     try {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
