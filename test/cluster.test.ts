@@ -298,7 +298,7 @@ t.test(
         );
       }
       // -f relays what the tasks write from now on, from every host, until the command is stopped
-      const follow = await m!.cli(['service', 'logs', '-f', '--tail', '0', 'chatty'], { timeoutMs: 3000 });
+      const follow = await m!.cli(['service', 'logs', '-f', '--tail', '0', 'chatty'], { timeoutMs: 6000 });
       for (const i of [1, 2, 3, 4]) {
         const x = chatty.find((y) => y.nodeId === ids[hosts.address(i)])!;
         t.ok(
