@@ -110,6 +110,8 @@ export interface NodeRecord {
   engineVersion: string;
   /** A manager's dispatcher address (HOST:PORT), where nodes keep their sessions. */
   managerAddr?: string;
+  /** The node left the swarm (`swarm leave`): it stays down until `node rm`. */
+  left?: boolean;
 }
 
 export interface ClusterRecord {

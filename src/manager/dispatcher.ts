@@ -160,8 +160,8 @@ export class Dispatcher {
       await this.heartbeats.end(nodeId);
       await this.store.retry(async () => {
         const cur = await this.store.find<NodeRecord>('nodes', nodeId);
-        if (cur && cur.value.status !== 'down')
-          await this.store.update('nodes', nodeId, { ...cur.value, status: 'down' }, cur.version);
+        if (cur && !cur.value.left)
+          await this.store.update('nodes', nodeId, { ...cur.value, status: 'down', left: true }, cur.version);
       });
       this.log(`node ${nodeId} left the swarm`);
       return json(res, 200, {});

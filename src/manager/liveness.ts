@@ -186,6 +186,7 @@ export class NodeMonitor {
       const alive = new Set(beats.items.map((b) => b.id));
       const now = Date.now();
       for (const n of nodes.items) {
+        if (n.value.left) continue; // down for good, whatever key a manager may still re-put
         if (alive.has(n.id)) {
           this.missingSince.delete(n.id);
           if (n.value.status !== 'ready') await this.setStatus(n.id, 'ready', 'heartbeats resumed');

@@ -460,9 +460,7 @@ export class SwarmNode {
     await this.leadership?.resign().catch(() => {});
     if (managers.length > 0) {
       await this.dispatcher?.heartbeats.end(this.state.nodeId);
-      await this.setOwnStatus('down').catch((e) =>
-        this.log(`cannot mark this node down: ${(e as Error).message}`),
-      );
+      await this.markLeft().catch((e) => this.log(`cannot mark this node down: ${(e as Error).message}`));
       if (this.state.etcd.embedded)
         await removeMember(this.store.client, memberName(this.state.nodeId)).catch((e) =>
           this.log(`cannot remove this etcd member: ${(e as Error).message}`),
@@ -473,10 +471,16 @@ export class SwarmNode {
     await forgetSwarm(this.engine.opts.dataRoot);
   }
 
-  private async setOwnStatus(status: NodeRecord['status']): Promise<void> {
+  /** This node left: down for good (the leader's monitor no longer looks at its heartbeats). */
+  private async markLeft(): Promise<void> {
     await this.store.retry(async () => {
       const cur = await this.store.get<NodeRecord>('nodes', this.state.nodeId);
-      await this.store.update('nodes', this.state.nodeId, { ...cur.value, status }, cur.version);
+      await this.store.update(
+        'nodes',
+        this.state.nodeId,
+        { ...cur.value, status: 'down', left: true },
+        cur.version,
+      );
     });
   }
 
