@@ -65,6 +65,76 @@ export interface ServiceSpec {
   dependsOn?: string[];
   /** Published ports (absent: none). */
   endpoint?: EndpointSpec;
+  /** Jobs only: run on a cron schedule instead of once (see src/manager/jobs/). */
+  schedule?: JobSchedule;
+}
+
+/**
+ * A job's cron schedule, with node-cron's syntax and semantics (5 fields, or 6 with seconds
+ * first). Stack files declare it as `x-tsswarm: {schedule, timezone, concurrency, history, missed}`.
+ */
+export interface JobSchedule {
+  cron: string;
+  /** IANA time zone the expression is read in (default UTC). */
+  timezone: string;
+  /**
+   * A firing while the previous run still goes: `forbid` skips it, `allow` starts another run
+   * beside it, `replace` stops the previous run and starts the new one.
+   */
+  concurrency: 'forbid' | 'allow' | 'replace';
+  /** Runs kept by `job history` (and their tasks); older ones are pruned. */
+  history: number;
+  /**
+   * Scheduled times that passed while no leader could fire them (a failover, the cluster
+   * down): `run-once` starts one run for all of them when a leader is back, `skip` records
+   * them as skipped.
+   */
+  missed: 'run-once' | 'skip';
+}
+
+/** Where a job stands: its current run, and for a schedule how far its firings got. */
+export interface JobState {
+  /** The current run; tasks carry the run they belong to. 0: no run yet (a schedule not fired). */
+  iteration: number;
+  /** Records written so far: the next run record is `seq + 1`. */
+  seq: number;
+  /** Schedules: every scheduled time up to this one (ms) was fired, skipped or counted missed. */
+  cursor?: number;
+  /** The schedule the cursor follows (`timezone cron`); a new schedule starts from its update. */
+  scheduleKey?: string;
+}
+
+/**
+ * One firing of a job (kind `jobruns`, id `<serviceId>.<seq>`): a run started (by the schedule,
+ * `job rerun`, the create or an update of the job), or a scheduled firing that was skipped.
+ * A scheduled time is written in exactly one record, as `scheduledAt` or among `missed`.
+ */
+export interface JobRunRecord extends JobRun {
+  [key: string]: unknown;
+  serviceId: string;
+  serviceName: string;
+}
+
+/** A run record's own fields. */
+export interface JobRun {
+  seq: number;
+  trigger: 'create' | 'update' | 'rollback' | 'manual' | 'schedule';
+  /** The run this record started (absent for a skipped firing). */
+  iteration?: number;
+  /** The scheduled time this firing is for. */
+  scheduledAt?: number;
+  /** Earlier scheduled times missed while no leader fired them, that this record stands for. */
+  missed?: number[];
+  /** Missed times beyond those listed. */
+  missedMore?: number;
+  createdAt: number;
+  endedAt?: number;
+  result: 'running' | 'succeeded' | 'failed' | 'replaced' | 'skipped';
+  reason?: string;
+  /** At the end of the run: successful and given-up slots (nodes), and how many were wanted. */
+  succeeded?: number;
+  failed?: number;
+  total?: number;
 }
 
 export interface ServiceRecord {
@@ -82,6 +152,8 @@ export interface ServiceRecord {
   rollbackRequested?: boolean;
   /** The rolling update (or rollback) in progress or last finished. */
   updateStatus?: UpdaterState;
+  /** Jobs: the current run and the schedule's progress. */
+  job?: JobState;
 }
 
 /** A task as stored: the orchestrator's task plus what the worker needs to run it. */

@@ -2,10 +2,12 @@ import { randomBytes } from 'node:crypto';
 import type { NodeRecord, ServiceRecord, ServiceSpec, TaskRecord } from '../api/cluster.js';
 import { schedule } from '../scheduler/index.js';
 import type { PendingTask, RunningTask, Node as SchedNode } from '../scheduler/types.js';
+import { startRun } from './jobs/runs.js';
 import { reconcileGlobal, reconcileJobs, reconcileReplicated } from './orchestrator/index.js';
 import { isTerminal } from './orchestrator/states.js';
 import type { NodeView, ReconcileResult, ServiceView, Task } from './orchestrator/types.js';
 import { startUpdate, updateStep } from './orchestrator/updater.js';
+import { commitPass, PassLoop } from './passLoop.js';
 import { hostPortsOf, isJob } from './serviceSpec.js';
 import type { Item, Store, TxnOp } from './store/types.js';
 
@@ -31,6 +33,8 @@ export function serviceView(s: ServiceRecord): ServiceView {
     update: s.spec.update,
     ...(s.spec.rollback ? { rollback: s.spec.rollback } : {}),
     constraints: s.spec.constraints,
+    ...(s.job ? { jobIteration: s.job.iteration } : {}),
+    ...(s.spec.schedule ? { concurrency: s.spec.schedule.concurrency } : {}),
   };
 }
 
@@ -54,10 +58,7 @@ export function nodeView(n: NodeRecord): NodeView {
  */
 export class Reconciler {
   private watch?: { cancel(): Promise<void> };
-  private running = false;
-  private again = false;
-  private stopped = false;
-  private wakeTimer?: NodeJS.Timeout;
+  private readonly loop: PassLoop;
 
   constructor(
     private readonly store: Store,
@@ -67,7 +68,9 @@ export class Reconciler {
       /** Ended tasks kept per slot (per node for the global modes); default 5, negative: all. */
       historyLimit?: number;
     } = {},
-  ) {}
+  ) {
+    this.loop = new PassLoop(() => this.pass(), { batchMs: PASS_BATCH_MS, log: (m) => this.log(m) });
+  }
 
   start(): void {
     this.watch = this.store.watch(
@@ -78,8 +81,7 @@ export class Reconciler {
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.wakeTimer);
+    this.loop.stop();
     await this.watch?.cancel();
   }
 
@@ -89,33 +91,7 @@ export class Reconciler {
 
   /** Asks for a pass; passes never overlap, and a request during one runs another after it. */
   kick(): void {
-    if (this.stopped) return;
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.running = true;
-    void (async () => {
-      // events come in bursts (status reports of many tasks): one pass sees them all
-      await new Promise((r) => setTimeout(r, PASS_BATCH_MS));
-      do {
-        this.again = false;
-        try {
-          await this.pass();
-        } catch (e) {
-          this.log(`pass failed (will retry): ${(e as Error).message}`);
-          this.again = true;
-          await new Promise((r) => setTimeout(r, 200));
-        }
-      } while (this.again && !this.stopped);
-      this.running = false;
-    })();
-  }
-
-  private wakeAt(at: number): void {
-    const ms = Math.max(0, at - Date.now()) + 5;
-    clearTimeout(this.wakeTimer);
-    this.wakeTimer = setTimeout(() => this.kick(), ms);
+    this.loop.kick();
   }
 
   private async pass(): Promise<void> {
@@ -177,7 +153,9 @@ export class Reconciler {
       byService.delete(svc.id);
       const view = serviceView(svc);
       const current: Task[] = items.map((i) => i.value);
-      const history = this.opts.historyLimit !== undefined ? { historyLimit: this.opts.historyLimit } : {};
+      // a schedule keeps the tasks of its last `history` runs (one ended task per slot and run)
+      const limit = svc.spec.schedule?.history ?? this.opts.historyLimit;
+      const history = limit !== undefined ? { historyLimit: limit } : {};
       let result: ReconcileResult;
       if (isJob(svc.spec.mode)) result = reconcileJobs(view, current, nodeViews, now, newId, history);
       else if (svc.spec.mode === 'global')
@@ -226,7 +204,7 @@ export class Reconciler {
     }
     const scheduled = await this.schedulePending(tasks.items, nodes.items, services.items, now);
     if (scheduled.wake !== undefined) wake = Math.min(wake ?? Number.POSITIVE_INFINITY, scheduled.wake);
-    if (wake !== undefined && Number.isFinite(wake)) this.wakeAt(wake);
+    if (wake !== undefined && Number.isFinite(wake)) this.loop.wakeAt(wake);
   }
 
   /**
@@ -320,11 +298,18 @@ export class Reconciler {
     next.updateStatus = {
       ...startUpdate('rollback', serviceView(next), svc.version, now),
       status: 'rollback_completed',
-      message: 'rollback completed (a job runs again with the previous spec)',
+      message: next.spec.schedule
+        ? 'rollback completed (the next firing runs the previous spec)'
+        : 'rollback completed (a job runs again with the previous spec)',
       completedAt: now,
     };
+    // an unscheduled job runs again; a schedule's next firing runs the previous spec
+    const run = next.spec.schedule ? { next, ops: [] } : startRun(next, 'rollback', now);
     return {
-      ops: [{ op: 'update', kind: 'services', id: svc.id, value: next, expectedVersion: item.version }],
+      ops: [
+        { op: 'update', kind: 'services', id: svc.id, value: run.next, expectedVersion: item.version },
+        ...run.ops,
+      ],
     };
   }
 
@@ -338,30 +323,8 @@ export class Reconciler {
     };
   }
 
-  private async commit(all: TxnOp[]): Promise<void> {
-    // one operation per key and transaction (etcd refuses duplicates): later ones wait a pass
-    const seen = new Set<string>();
-    const ops = all.filter((o) => {
-      const key = `${o.kind}/${o.id}`;
-      if (seen.has(key)) {
-        this.again = true;
-        return false;
-      }
-      seen.add(key);
-      return true;
-    });
-    // etcd limits the operations of one transaction (128 by default)
-    for (let i = 0; i < ops.length; i += 100) {
-      try {
-        await this.store.txn(ops.slice(i, i + 100));
-      } catch (e) {
-        if ((e as { code?: string }).code === 'conflict') {
-          this.again = true;
-          return;
-        }
-        throw e;
-      }
-    }
+  private commit(ops: TxnOp[]): Promise<void> {
+    return commitPass(this.store, this.loop, ops);
   }
 
   private async schedulePending(

@@ -2,12 +2,14 @@ import {
   DEFAULT_RESTART,
   DEFAULT_UPDATE,
   type EndpointSpec,
+  type JobSchedule,
   type PortConfig,
   type ServiceSpec,
 } from '../api/cluster.js';
 import { invalid } from '../api/errors.js';
 import { parseConstraint } from '../scheduler/constraints.js';
 import type { HostPort } from '../scheduler/types.js';
+import { scheduleFrom } from './jobs/schedule.js';
 import type { RestartPolicy, ServiceMode, UpdateConfig } from './orchestrator/types.js';
 import { parseSpread } from './stack/constraints.js';
 import { parseShortPort } from './stack/normalize.js';
@@ -18,8 +20,9 @@ const PROTOCOLS = ['tcp', 'udp', 'sctp'] as const;
 const PUBLISH_MODES = ['ingress', 'host'] as const;
 
 /** What `normalizeServiceSpec` accepts: a spec with any part left out, the restart policy partly. */
-export type ServiceSpecInput = Partial<Omit<ServiceSpec, 'restartPolicy' | 'update'>> & {
+export type ServiceSpecInput = Partial<Omit<ServiceSpec, 'restartPolicy' | 'update' | 'schedule'>> & {
   image?: string;
+  schedule?: Partial<JobSchedule> | null;
   restartPolicy?: Partial<RestartPolicy>;
   update?: Partial<UpdateConfig>;
 };
@@ -37,7 +40,8 @@ export function normalizeServiceSpec(input: ServiceSpecInput): ServiceSpec {
     throw invalid(`invalid service name "${name}": use letters, digits, '_', '.', '-' (at most 63)`);
   const image = input.container?.image ?? input.image;
   if (!image) throw invalid('a service needs an image');
-  const mode = input.mode ?? 'replicated';
+  // a schedule makes a job: a replicated one unless the mode says global-job
+  const mode = input.mode ?? (input.schedule ? 'replicated-job' : 'replicated');
   if (!MODES.includes(mode))
     throw invalid(`unsupported mode "${mode}": replicated, global, replicated-job or global-job`);
   const global = mode === 'global' || mode === 'global-job';
@@ -55,6 +59,11 @@ export function normalizeServiceSpec(input: ServiceSpecInput): ServiceSpec {
     if (!Number.isInteger(maxConcurrent) || maxConcurrent < 1)
       throw invalid(`invalid max concurrent "${maxConcurrent}": a whole number ≥ 1`);
   }
+  if (input.schedule && !isJob(mode))
+    throw invalid(
+      `a schedule can only be used with mode replicated-job or global-job (this service is ${mode}): a scheduled service runs to completion at each firing`,
+    );
+  const schedule = input.schedule ? scheduleFrom(input.schedule) : undefined;
   const restartPolicy = normalizeRestart(mode, input.restartPolicy);
   const constraints = input.constraints ?? [];
   for (const c of constraints) parseConstraint(c);
@@ -87,6 +96,7 @@ export function normalizeServiceSpec(input: ServiceSpecInput): ServiceSpec {
     ...(input.rollback ? { rollback: input.rollback } : {}),
     ...(input.dependsOn?.length ? { dependsOn: input.dependsOn } : {}),
     ...(endpoint ? { endpoint } : {}),
+    ...(schedule ? { schedule } : {}),
   };
 }
 

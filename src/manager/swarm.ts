@@ -24,6 +24,8 @@ import {
 } from './dispatcher.js';
 import { addLearner, memberEndpoints, memberName, promoteLearner, removeMember } from './etcd/membership.js';
 import { EtcdSupervisor, type EtcdTlsFiles, etcdCredentials } from './etcd/supervisor.js';
+import { JobApi } from './jobs/api.js';
+import { JobRunner } from './jobs/runner.js';
 import { NodeMonitor } from './liveness.js';
 import { LocalLink } from './localLink.js';
 import { Reconciler } from './reconciler.js';
@@ -74,6 +76,7 @@ export class SwarmNode {
   private leadership?: Leadership;
   private reconciler?: Reconciler;
   private monitor?: NodeMonitor;
+  private jobRunner?: JobRunner;
   private agent?: Agent;
   private dispatcher?: Dispatcher;
   private nodeApi?: NodeApi;
@@ -82,6 +85,8 @@ export class SwarmNode {
   private endpointsTimer?: NodeJS.Timeout;
   /** Called when this manager is demoted: the daemon then runs it as a worker. */
   onDemoted?: () => void;
+  /** Jobs: their runs, history and reruns. */
+  readonly jobs: JobApi;
 
   private constructor(
     private readonly engine: Engine,
@@ -89,7 +94,14 @@ export class SwarmNode {
     readonly store: EtcdStore,
     private readonly etcd: EtcdSupervisor | undefined,
     private readonly log: (m: string) => void,
-  ) {}
+  ) {
+    this.jobs = new JobApi(store, {
+      service: (ref) => this.service(ref),
+      services: () => this.services(),
+      tasks: () => this.tasks(),
+      nodes: () => this.nodes(),
+    });
+  }
 
   static statePath(dataRoot: string): string {
     return join(dataRoot, 'swarm.json');
@@ -361,6 +373,8 @@ export class SwarmNode {
         this.reconciler = new Reconciler(this.store, { log: this.log });
         this.reconciler.start();
         this.reconciler.kick();
+        this.jobRunner = new JobRunner(this.store, this.log);
+        this.jobRunner.start();
         await this.monitor.start().catch((e) => this.log(`node monitor: ${(e as Error).message}`));
       },
       () => {},
@@ -369,8 +383,10 @@ export class SwarmNode {
       this.log(`leadership lost: ${why.message}`);
       void (async () => {
         await this.reconciler?.stop();
+        await this.jobRunner?.stop();
         await this.monitor?.stop();
         this.reconciler = undefined;
+        this.jobRunner = undefined;
         this.monitor = undefined;
         await sleep(500);
         this.campaign();
@@ -438,6 +454,7 @@ export class SwarmNode {
     await this.nodeApi?.close().catch(() => {});
     await this.agent?.stop().catch(() => {});
     await this.reconciler?.stop().catch(() => {});
+    await this.jobRunner?.stop().catch(() => {});
     await this.monitor?.stop().catch(() => {});
     await this.leadership?.resign().catch(() => {});
     await this.store.close().catch(() => {});
@@ -675,8 +692,9 @@ export class SwarmNode {
       throw conflict(`a service named "${spec.name}" already exists`);
     }
     assertIngressPortsFree(spec, all);
-    await this.store.create('services', rec.id, rec);
-    return rec;
+    const { next, ops } = this.jobs.created(rec, now);
+    await this.store.txn([{ op: 'create', kind: 'services', id: rec.id, value: next }, ...ops]);
+    return next;
   }
 
   async scaleService(ref: string, replicas: number): Promise<ServiceRecord> {
@@ -714,11 +732,13 @@ export class SwarmNode {
         spec,
         (await this.services()).filter((s) => s.id !== svc.id),
       );
-      // scaling (and a job's concurrency) is not a change of what the tasks run
-      const taskSpec = (x: ServiceSpec) => JSON.stringify({ ...x, replicas: 0, maxConcurrent: undefined });
+      // scaling (and a job's concurrency and schedule) is not a change of what the tasks run
+      const taskSpec = (x: ServiceSpec) =>
+        JSON.stringify({ ...x, replicas: 0, maxConcurrent: undefined, schedule: undefined });
       const changed = opts.force || taskSpec(spec) !== taskSpec(cur.value.spec);
-      if (!changed && spec.replicas === cur.value.spec.replicas) return cur.value;
-      const next: ServiceRecord = changed
+      const rescheduled = JSON.stringify(spec.schedule) !== JSON.stringify(cur.value.spec.schedule);
+      if (!changed && !rescheduled && spec.replicas === cur.value.spec.replicas) return cur.value;
+      const updated: ServiceRecord = changed
         ? {
             ...cur.value,
             spec,
@@ -728,7 +748,11 @@ export class SwarmNode {
             updatedAt: Date.now(),
           }
         : { ...cur.value, spec, updatedAt: Date.now() };
-      await this.store.update('services', svc.id, next, cur.version);
+      const { next, ops } = await this.jobs.updated(cur.value, updated, changed, Date.now());
+      await this.store.txn([
+        { op: 'update', kind: 'services', id: svc.id, value: next, expectedVersion: cur.version },
+        ...ops,
+      ]);
       return next;
     });
   }
@@ -769,7 +793,9 @@ export class SwarmNode {
         result.created.push(spec.name);
       } else {
         const next = await this.updateService(cur.id, spec);
-        (next.version !== cur.version || next.spec.replicas !== cur.spec.replicas
+        (next.version !== cur.version ||
+        next.spec.replicas !== cur.spec.replicas ||
+        JSON.stringify(next.spec.schedule) !== JSON.stringify(cur.spec.schedule)
           ? result.updated
           : result.unchanged
         ).push(spec.name);

@@ -2,9 +2,10 @@
  * Jobs: tasks that run to completion. A replicated job wants `totalCompletions` successful runs
  * (slots 1..totalCompletions) with at most `replicas` tasks at once; a global job wants one
  * successful run per eligible node, nodes that join later included. Failures follow the restart
- * policy (a clean exit is never restarted). Only tasks of the current service version count: a
- * new version is a new run of the job, and the tasks of older versions are stopped (their
- * successful runs included) and pruned as history of their slot or node.
+ * policy (a clean exit is never restarted). Only tasks of the current run count (the service's
+ * job iteration: bumped by a new version, a rerun or a scheduled firing; without one, the
+ * version is the run). The tasks of earlier runs are stopped (their successful runs included),
+ * unless the schedule's concurrency is `allow`, and pruned as history of their slot or node.
  */
 import { eligibility } from './eligibility.js';
 import { groupBy, isOccupied, nodeLost, Plan, type SettleOutcome, settle } from './group.js';
@@ -28,6 +29,12 @@ export interface JobResult extends ReconcileResult {
   progress: JobProgress;
 }
 
+/** Which tasks belong to the service's current run: its job iteration, or else its version. */
+export function runOf(service: Pick<ServiceView, 'jobIteration' | 'version'>): (t: Task) => boolean {
+  const it = service.jobIteration;
+  return it === undefined ? (t) => t.specVersion === service.version : (t) => t.jobIteration === it;
+}
+
 const succeededIn = (group: readonly Task[]) =>
   group.some((t) => t.status.state === 'complete' && !endedInFailure(t));
 
@@ -42,11 +49,22 @@ export function reconcileJobs(
 ): JobResult {
   const plan = new Plan(service, now, ids);
   const mine = tasks.filter((t) => t.serviceId === service.id);
-  // an older version's tasks are history now, its successful runs included
-  for (const t of mine) if (t.specVersion !== service.version) plan.stop(t);
-  const current = mine.filter((t) => t.specVersion === service.version);
+  const inRun = runOf(service);
+  const byId = new Map(nodes.map((n) => [n.id, n]));
+  // an earlier run's tasks are history now, its successful runs included; with concurrency
+  // `allow` an earlier run goes on beside the current one (unless its node is lost)
+  for (const t of mine) {
+    if (inRun(t)) continue;
+    const lostNode = t.nodeId !== undefined && nodeLost(byId.get(t.nodeId));
+    if (service.concurrency !== 'allow' || lostNode) plan.stop(t);
+  }
+  const current = mine.filter(inRun);
   const progress =
-    service.mode === 'global-job' ? globalJob(plan, current, nodes) : replicatedJob(plan, current, nodes);
+    service.jobIteration === 0
+      ? { total: 0, succeeded: 0, failed: 0, running: 0, done: true }
+      : service.mode === 'global-job'
+        ? globalJob(plan, current, nodes)
+        : replicatedJob(plan, current, nodes);
   const limit = opts.historyLimit ?? DEFAULT_HISTORY_LIMIT;
   for (const id of pruneHistory(service.mode, mine, limit, plan.shutdown)) plan.remove.add(id);
   return { ...plan.result(), progress };

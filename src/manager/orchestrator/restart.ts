@@ -66,5 +66,6 @@ export function newTask(
   if (over.nodeId !== undefined) task.nodeId = over.nodeId;
   if (over.notBefore !== undefined) task.notBefore = over.notBefore;
   if (over.restarts !== undefined && over.restarts.length > 0) task.restarts = over.restarts;
+  if (service.jobIteration !== undefined) task.jobIteration = service.jobIteration;
   return task;
 }

@@ -53,6 +53,8 @@ export interface Task {
    * carried from task to replacement so max attempts survive history pruning and leader changes.
    */
   restarts?: number[];
+  /** Jobs: the run (the service's job iteration) the task belongs to. */
+  jobIteration?: number;
 }
 
 export type ServiceMode = 'replicated' | 'global' | 'replicated-job' | 'global-job';
@@ -96,6 +98,13 @@ export interface ServiceView {
   constraints: string[];
   /** Replicated jobs: successful completions wanted (default `replicas`). */
   totalCompletions?: number;
+  /**
+   * Jobs: the current run. Absent: the current version is the run. 0: no run yet (a schedule
+   * that has not fired).
+   */
+  jobIteration?: number;
+  /** Jobs: `allow` lets earlier runs finish beside the current one; otherwise they are stopped. */
+  concurrency?: 'forbid' | 'allow' | 'replace';
 }
 
 export interface NodeView {
