@@ -194,7 +194,7 @@ export function nodeCommands(getClient: GetClient): Command {
 export interface ReplicaCounts {
   running: number;
   desired: number;
-  /** Jobs: successful runs of the current version, and how many are wanted in all. */
+  /** Jobs: successful tasks of the current run, and how many are wanted in all. */
   completed?: number;
   total?: number;
 }
@@ -207,8 +207,8 @@ export function replicaCounts(s: ServiceRecord, tasks: readonly TaskRecord[]): R
     const running = mine.filter(isRunning).length;
     return { running, desired: s.spec.mode === 'global' ? mine.filter(live).length : s.spec.replicas };
   }
-  // a job's run is its current version: older tasks are history
-  const cur = mine.filter((t) => t.specVersion === s.version);
+  // a job's current run (its iteration, or else its version): older tasks are history
+  const cur = mine.filter((t) => (s.job ? t.jobIteration === s.job.iteration : t.specVersion === s.version));
   const done = new Set<string>();
   for (const t of cur) {
     if (t.status.state !== 'complete' || (t.status.exitCode ?? 0) !== 0) continue;
@@ -233,7 +233,74 @@ export function replicasText(s: ServiceRecord, c: ReplicaCounts): string {
   return s.spec.maxReplicasPerNode ? `${base} (max ${s.spec.maxReplicasPerNode} per node)` : base;
 }
 
-function taskRows(tasks: TaskRecord[]): string[][] {
+/** `--schedule*` options as a spec's schedule (checked by the manager). */
+function scheduleOptions(o: Record<string, unknown>): Pick<ServiceSpecInput, 'schedule'> {
+  const rest = ['scheduleTimezone', 'scheduleConcurrency', 'scheduleHistory', 'scheduleMissed'];
+  if (o.schedule === undefined) {
+    const stray = rest.find((k) => o[k] !== undefined);
+    if (stray) throw invalid(`--${stray.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} needs --schedule`);
+    return {};
+  }
+  return {
+    schedule: {
+      cron: String(o.schedule),
+      ...(o.scheduleTimezone !== undefined ? { timezone: String(o.scheduleTimezone) } : {}),
+      ...(o.scheduleConcurrency !== undefined
+        ? { concurrency: o.scheduleConcurrency as 'forbid' | 'allow' | 'replace' }
+        : {}),
+      ...(o.scheduleHistory !== undefined ? { history: o.scheduleHistory as number } : {}),
+      ...(o.scheduleMissed !== undefined ? { missed: o.scheduleMissed as 'run-once' | 'skip' } : {}),
+    },
+  };
+}
+
+export interface LogsOptions {
+  follow?: boolean;
+  tail?: number;
+  since?: string;
+  timestamps?: boolean;
+  taskIds: boolean;
+  raw?: boolean;
+}
+
+/** The options of `service logs` (and `job logs`). */
+export function logsOptions(cmd: Command): Command {
+  return cmd
+    .option(
+      '-f, --follow',
+      'follow log output (of the tasks running now: tasks started later are not picked up)',
+    )
+    .option('-n, --tail <n>', 'number of lines to show from the end of each task', int('--tail'))
+    .option('--since <time>', 'show logs since a timestamp (RFC 3339, Unix seconds) or a duration (e.g. 10m)')
+    .option('-t, --timestamps', 'show timestamps')
+    .option('--no-task-ids', 'do not include task ids in the prefix (web.1@host)')
+    .option('--raw', 'no prefix: only the lines');
+}
+
+/** Prints the logs of a service's tasks (of one job run with `run`), merged from their nodes. */
+export async function printServiceLogs(
+  client: Client,
+  ref: string,
+  o: LogsOptions,
+  run?: number,
+): Promise<void> {
+  const res = await client.stream('GET', `/services/${enc(ref)}/logs`, {
+    query: {
+      follow: o.follow ? 1 : undefined,
+      tail: o.tail,
+      since: o.since,
+      timestamps: o.timestamps ? 1 : undefined,
+      raw: o.raw ? 1 : undefined,
+      noTaskIds: o.taskIds ? undefined : 1,
+      run,
+    },
+  });
+  // the daemon ends with an exit frame: non-zero when no task's logs could be read
+  if (await relayOutput(res))
+    throw new TsswarmError('daemon_unreachable', `the logs of ${ref} could not be read from any node`);
+}
+
+export function taskRows(tasks: TaskRecord[]): string[][] {
   return [...tasks]
     .sort((a, b) => (a.slot ?? 0) - (b.slot ?? 0) || b.createdAt - a.createdAt)
     .map((t) => [
@@ -264,14 +331,30 @@ export function serviceCommands(getClient: GetClient): Command {
       new Option(
         '--mode <mode>',
         'replicated, global (one task per node), replicated-job or global-job (tasks run to completion)',
-      )
-        .choices(['replicated', 'global', 'replicated-job', 'global-job'])
-        .default('replicated'),
+      ).choices(['replicated', 'global', 'replicated-job', 'global-job']),
     )
     .option(
       '--max-concurrent <n>',
       'replicated-job: tasks run at once (default: --replicas)',
       int('--max-concurrent'),
+    )
+    .option(
+      '--schedule <cron>',
+      'run the job at each firing of a cron expression (node-cron: 5 fields, or 6 with seconds first); the mode defaults to replicated-job',
+    )
+    .option('--schedule-timezone <tz>', 'time zone of the schedule (default UTC)')
+    .addOption(
+      new Option(
+        '--schedule-concurrency <c>',
+        'a firing while the previous run goes: forbid (skip it; default), allow (run both) or replace',
+      ).choices(['forbid', 'allow', 'replace']),
+    )
+    .option('--schedule-history <n>', 'runs kept by job history (default 5)', int('--schedule-history'))
+    .addOption(
+      new Option(
+        '--schedule-missed <policy>',
+        'scheduled times missed while no leader fired: run-once (one run for all; default) or skip',
+      ).choices(['run-once', 'skip']),
     )
     .option('-e, --env <KEY=VALUE>', 'environment variable', collect)
     .option('--constraint <expr>', 'placement constraint, e.g. node.role==worker', collect)
@@ -329,6 +412,7 @@ export function serviceCommands(getClient: GetClient): Command {
         },
         ...(Object.keys(restart).length > 0 ? { restartPolicy: restart } : {}),
         ...(ports.length > 0 ? { endpoint: { ports } } : {}),
+        ...scheduleOptions(o),
       };
       const rec = await getClient().request<ServiceRecord>('POST', '/services', { body: spec });
       process.stdout.write(`${rec.id}\n`);
@@ -368,47 +452,14 @@ export function serviceCommands(getClient: GetClient): Command {
         table(['ID', 'NAME', 'IMAGE', 'NODE', 'DESIRED STATE', 'CURRENT STATE', 'ERROR'], taskRows(tasks)),
       );
     });
-  c.command('logs')
-    .description(
-      "Fetch the logs of a service's tasks (or of one task) from every node that ran them; stderr lines go to stderr",
-    )
-    .argument('<service|task>', 'a service name or id, or a task id')
-    .option(
-      '-f, --follow',
-      'follow log output (of the tasks running now: tasks started later are not picked up)',
-    )
-    .option('-n, --tail <n>', 'number of lines to show from the end of each task', int('--tail'))
-    .option('--since <time>', 'show logs since a timestamp (RFC 3339, Unix seconds) or a duration (e.g. 10m)')
-    .option('-t, --timestamps', 'show timestamps')
-    .option('--no-task-ids', 'do not include task ids in the prefix (web.1@host)')
-    .option('--raw', 'no prefix: only the lines')
-    .action(
-      async (
-        ref: string,
-        o: {
-          follow?: boolean;
-          tail?: number;
-          since?: string;
-          timestamps?: boolean;
-          taskIds: boolean;
-          raw?: boolean;
-        },
-      ) => {
-        const res = await getClient().stream('GET', `/services/${enc(ref)}/logs`, {
-          query: {
-            follow: o.follow ? 1 : undefined,
-            tail: o.tail,
-            since: o.since,
-            timestamps: o.timestamps ? 1 : undefined,
-            raw: o.raw ? 1 : undefined,
-            noTaskIds: o.taskIds ? undefined : 1,
-          },
-        });
-        // the daemon ends with an exit frame: non-zero when no task's logs could be read
-        if (await relayOutput(res))
-          throw new TsswarmError('daemon_unreachable', `the logs of ${ref} could not be read from any node`);
-      },
-    );
+  logsOptions(
+    c
+      .command('logs')
+      .description(
+        "Fetch the logs of a service's tasks (or of one task) from every node that ran them; stderr lines go to stderr",
+      )
+      .argument('<service|task>', 'a service name or id, or a task id'),
+  ).action((ref: string, o: LogsOptions) => printServiceLogs(getClient(), ref, o));
   c.command('inspect')
     .description('Show a service (JSON)')
     .argument('<service...>')

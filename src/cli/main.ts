@@ -8,6 +8,7 @@ import { VERSION } from '../version.js';
 import { nodeCommands, serviceCommands, swarmCommands } from './cluster.js';
 import { containerCommands } from './containers.js';
 import { imageCommands } from './images.js';
+import { jobCommands } from './jobs.js';
 import { deployCommand, stackCommands } from './stack.js';
 
 let keepRunning = false;
@@ -39,6 +40,7 @@ function buildProgram(done: (code: number) => void): Command {
   program.addCommand(swarmCommands(getClient));
   program.addCommand(nodeCommands(getClient));
   program.addCommand(serviceCommands(getClient));
+  program.addCommand(jobCommands(getClient));
   program.addCommand(stackCommands(getClient));
   program.addCommand(deployCommand(getClient));
 

@@ -22,7 +22,7 @@ interface DeployResult {
 
 /**
  * Waits until every service of the stack runs its desired tasks (jobs: until every wanted run
- * has completed), printing progress; false on timeout.
+ * has completed; a scheduled job waits for nothing), printing progress; false on timeout.
  */
 async function converge(client: Client, stack: string, timeoutMs: number, quiet: boolean): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
@@ -38,6 +38,11 @@ async function converge(client: Client, stack: string, timeoutMs: number, quiet:
     const problems: string[] = [];
     for (const s of mine) {
       const ts = tasks.filter((t) => t.serviceId === s.id && t.desiredState === 'running');
+      if (s.spec.schedule) {
+        // a scheduled job runs at its firings: nothing to wait for
+        parts.push(`${s.spec.name} scheduled (${s.spec.schedule.cron})`);
+        continue;
+      }
       if (isJob(s.spec.mode)) {
         const c = replicaCounts(s, tasks);
         if (c.completed! < c.total! || (s.spec.mode === 'global-job' && c.total === 0)) done = false;

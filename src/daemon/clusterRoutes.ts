@@ -210,7 +210,13 @@ export function registerClusterRoutes(
     async (req, reply) => {
       const m = swarm.manager();
       const opts = serviceLogsOptions(req.query ?? {});
-      const tasks = await logTasks(m, req.params.ref);
+      // `job logs --run N`: the tasks of one run of a job
+      const run = req.query.run === undefined ? undefined : Number(req.query.run);
+      if (run !== undefined && !(Number.isInteger(run) && run >= 1))
+        throw invalid(`invalid run "${req.query.run}": a run number (see job history)`);
+      const tasks = (await logTasks(m, req.params.ref)).filter(
+        (t) => run === undefined || t.jobIteration === run,
+      );
       const ctx = {
         engine: swarm.engine,
         nodeId: m.state.nodeId,
@@ -256,6 +262,15 @@ export function registerClusterRoutes(
   app.delete<{ Params: { name: string } }>('/stacks/:name', async (req) => ({
     removed: await swarm.manager().removeStack(req.params.name),
   }));
+  app.get('/jobs', async () => swarm.manager().jobs.list());
+  app.get<{ Params: { ref: string } }>('/jobs/:ref/history', async (req) =>
+    swarm.manager().jobs.history(req.params.ref),
+  );
+  app.post<{ Params: { ref: string } }>('/jobs/:ref/rerun', async (req, reply) => {
+    const run = await swarm.manager().jobs.rerun(req.params.ref);
+    reply.code(201);
+    return run;
+  });
   app.get<{ Querystring: { service?: string } }>('/tasks', async (req) =>
     swarm.manager().tasks(req.query.service),
   );
