@@ -67,6 +67,7 @@ export function serviceFromStack(
     labels: { ...d.labels, [STACK_LABEL]: stackName },
     dependsOn: Object.keys(s.dependsOn).map((dep) => scopedNames.get(dep) ?? dep),
     endpoint,
+    schedule: s.schedule,
   };
 }
 

@@ -1,5 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import type { JobSchedule } from '../../api/cluster.js';
+import { CONCURRENCY, cronError, DEFAULT_RUN_HISTORY, MISSED, timezoneError } from '../jobs/schedule.js';
 import { checkConstraint, parseSpread } from './constraints.js';
 import { parseEnvFile } from './dotenv.js';
 import type { Lookup } from './interpolate.js';
@@ -192,7 +194,14 @@ class Normalizer {
         );
     }
 
-    const deploy = this.deploy(path, obj(s.deploy));
+    const tsswarm = obj(extensions['x-tsswarm']);
+    // a schedule makes a job: replicated-job unless deploy.mode says global-job
+    const deploy = this.deploy(
+      path,
+      obj(s.deploy),
+      has(tsswarm, 'schedule') ? 'replicated-job' : 'replicated',
+    );
+    const schedule = this.schedule(tsswarm, [...path, 'x-tsswarm'], deploy.mode);
     const spec: ServiceSpec = {
       name: scoped,
       image,
@@ -215,10 +224,53 @@ class Normalizer {
       networks: this.attachments(s.networks, [...path, 'networks']),
       dependsOn: this.dependsOn(s.depends_on, [...path, 'depends_on'], key),
       deploy,
+      schedule,
       extensions,
     };
     for (const k of Object.keys(spec) as (keyof ServiceSpec)[]) if (spec[k] === undefined) delete spec[k];
     return spec;
+  }
+
+  /**
+   * A job's schedule, from `x-tsswarm: {schedule, timezone, concurrency, history, missed}`
+   * (node-cron expressions; other x-tsswarm keys pass through untouched).
+   */
+  private schedule(x: Obj, path: Path, mode: DeploySpec['mode']): JobSchedule | undefined {
+    const keys = ['timezone', 'concurrency', 'history', 'missed'];
+    if (!has(x, 'schedule')) {
+      for (const k of keys) if (has(x, k)) this.error([...path, k], 'needs a schedule (x-tsswarm.schedule)');
+      return undefined;
+    }
+    const errors = this.errors.length;
+    const cron = x.schedule;
+    if (typeof cron !== 'string')
+      this.error([...path, 'schedule'], `must be a cron expression string (got ${describe(cron)})`);
+    else {
+      const e = cronError(cron);
+      if (e) this.error([...path, 'schedule'], e);
+    }
+    if (mode !== 'replicated-job' && mode !== 'global-job')
+      this.error(
+        [...path, 'schedule'],
+        `a schedule needs deploy.mode replicated-job or global-job (this service is ${mode}): a scheduled service runs to completion at each firing`,
+      );
+    let timezone = 'UTC';
+    if (has(x, 'timezone')) {
+      const tz = x.timezone;
+      const e = typeof tz === 'string' ? timezoneError(tz) : `must be a time zone name (got ${describe(tz)})`;
+      if (e) this.error([...path, 'timezone'], e);
+      else timezone = tz as string;
+    }
+    const concurrency = this.oneOf(x, 'concurrency', path, CONCURRENCY, 'forbid');
+    const missed = this.oneOf(x, 'missed', path, MISSED, 'run-once');
+    let history = DEFAULT_RUN_HISTORY;
+    if (has(x, 'history')) {
+      const h = x.history;
+      if (typeof h === 'number' && Number.isInteger(h) && h >= 1) history = h;
+      else this.error([...path, 'history'], `must be a whole number ≥ 1 (got ${describe(h)})`);
+    }
+    if (this.errors.length > errors || typeof cron !== 'string') return undefined;
+    return { cron: cron.trim(), timezone, concurrency, history, missed };
   }
 
   /** `command`/`entrypoint`: a list as written, a string split shell-like (never run through sh). */
@@ -522,11 +574,11 @@ class Normalizer {
     for (const name of Object.keys(services)) if (!state.has(name)) visit(name);
   }
 
-  private deploy(servicePath: Path, d: Obj): DeploySpec {
+  private deploy(servicePath: Path, d: Obj, defaultMode: DeploySpec['mode']): DeploySpec {
     const path = [...servicePath, 'deploy'];
     for (const k of Object.keys(d))
       if (!DEPLOY_KEYS.has(k) && !k.startsWith('x-')) this.unsupported([...path, k]);
-    const mode = this.oneOf(d, 'mode', path, MODES, 'replicated');
+    const mode = this.oneOf(d, 'mode', path, MODES, defaultMode);
     const job = mode.endsWith('-job');
     const replicatedMode = mode === 'replicated' || mode === 'replicated-job';
     let replicas: number | undefined;

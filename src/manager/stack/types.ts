@@ -1,3 +1,4 @@
+import type { JobSchedule } from '../../api/cluster.js';
 /**
  * The normalised stack: what `tsswarm deploy` honours from a Compose/stack file, after
  * interpolation, validation and defaults. Durations are milliseconds, sizes bytes, CPUs
@@ -49,6 +50,8 @@ export interface ServiceSpec {
   /** Services of this stack this one depends on. Swarm starts services regardless; kept for tools. */
   dependsOn: Record<string, DependencySpec>;
   deploy: DeploySpec;
+  /** A job's cron schedule (`x-tsswarm.schedule` and its options). */
+  schedule?: JobSchedule;
   /** The service's `x-*` keys (e.g. `x-tsswarm`), passed through as written (interpolated). */
   extensions: Record<string, unknown>;
 }
