@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import type { NodeRecord, TaskRecord } from '../src/api/cluster.js';
+import type { JobRunRecord, NodeRecord, TaskRecord } from '../src/api/cluster.js';
 import { type HostDaemon, loadImagesOn, startHosts } from './lib/hosts.js';
 import { cliJson, runningTasks } from './lib/swarm.js';
 import { until } from './lib/wait.js';
@@ -61,6 +61,17 @@ t.test(
       '600',
     ]);
     t.equal(g.code, 0, g.stderr);
+    const gj = await h(1).cli([
+      'service',
+      'create',
+      '--name',
+      'once-each',
+      '--mode',
+      'global-job',
+      'busybox:test',
+      'true',
+    ]);
+    t.equal(gj.code, 0, gj.stderr);
     await until(
       'a global task on each of the three managers',
       () => json<TaskRecord[]>(h(1), ['service', 'ps', 'every']),
@@ -96,7 +107,17 @@ t.test(
       60_000,
     );
     t.same(new Set(running(every).map((x) => x.nodeId)).size, 4, 'one per node');
-    t.equal((await h(1).cli(['service', 'rm', 'every'])).code, 0);
+    const eachJob = await until(
+      'the global job gains a run on the node that joined',
+      () => json<TaskRecord[]>(h(1), ['job', 'ps', 'once-each']),
+      (ts) => ts.filter((x) => x.status.state === 'complete' && x.status.exitCode === 0).length === 4,
+      60_000,
+    );
+    t.ok(
+      eachJob.some((x) => x.nodeId === idOf(4)),
+      'one of them on the worker that joined after the job was created',
+    );
+    t.equal((await h(1).cli(['service', 'rm', 'every', 'once-each'])).code, 0);
 
     // placement preferences spread over a label's values; a constraint keeps tasks to one value
     for (const [i, zone] of [
@@ -271,6 +292,28 @@ t.test(
       const onWorker = async () =>
         JSON.parse((await h(4).cli(['container', 'ps', '--format', 'json'])).stdout) as Array<{ Id: string }>;
       const workerBefore = (await onWorker()).map((c) => c.Id).sort();
+      // a schedule firing every 2 s goes on through the failover
+      const beat = await h(survivor).cli([
+        'service',
+        'create',
+        '--name',
+        'beat',
+        '--schedule',
+        '*/2 * * * * *',
+        '--schedule-history',
+        '200',
+        '--constraint',
+        'node.role==worker', // the worker stays up: a run's task is never lost with the leader
+        'busybox:test',
+        'true',
+      ]);
+      t.equal(beat.code, 0, beat.stderr);
+      await until(
+        'beat fired twice',
+        () => json<JobRunRecord[]>(h(survivor), ['job', 'history', 'beat']),
+        (r) => r.filter((x) => x.result === 'succeeded').length >= 2,
+        30_000,
+      );
       const t0 = Date.now();
       await hosts.killHost(dead);
       const after = await until(
@@ -297,6 +340,35 @@ t.test(
         "the worker's containers kept running while its session moved to another manager",
       );
       t.equal((await h(survivor).cli(['service', 'scale', 'web=6'])).code, 0, 'the new leader acts');
+      const failover = Date.now();
+      const beats = await until(
+        'beat fired three times more under the new leader',
+        () => json<JobRunRecord[]>(h(survivor), ['job', 'history', 'beat']),
+        (r) => r.filter((x) => x.iteration !== undefined && x.createdAt > failover).length >= 3,
+        30_000,
+      );
+      const times = beats
+        .flatMap((r) => [...(r.missed ?? []), ...(r.scheduledAt !== undefined ? [r.scheduledAt] : [])])
+        .sort((a, b) => a - b);
+      t.same(
+        times
+          .slice(1)
+          .map((x, i) => x - times[i]!)
+          .filter((gap) => gap !== 2000),
+        [],
+        `beat: ${times.length} scheduled times recorded, each once, none lost across the failover`,
+      );
+      const runs = beats.filter((r) => r.iteration !== undefined).map((r) => r.iteration!);
+      t.equal(new Set(runs).size, runs.length, 'no run number twice');
+      const beatTasks = await json<TaskRecord[]>(h(survivor), ['job', 'ps', '--all', 'beat']);
+      const perRun = new Map<number, number>();
+      for (const x of beatTasks) perRun.set(x.jobIteration!, (perRun.get(x.jobIteration!) ?? 0) + 1);
+      t.same(
+        [...perRun].filter(([, n]) => n > 1),
+        [],
+        'one task per run (none started twice)',
+      );
+      t.equal((await h(survivor).cli(['service', 'rm', 'beat'])).code, 0);
       await until(
         'six running',
         () => json<TaskRecord[]>(h(survivor), ['service', 'ps', 'web']),
