@@ -62,4 +62,19 @@ t.test('firing times between two instants, in the schedule’s time zone', async
   );
   const next = every2s.next()!;
   t.ok(next > Date.now() && next <= Date.now() + 2000 && next % 2000 === 0, 'the next firing');
+
+  // daylight saving time in Berlin: 2026-10-25 03:00 CEST falls back to 02:00 CET
+  const fallBack = new CronClock(scheduleFrom({ cron: '30 2 * * *', timezone: 'Europe/Berlin' }));
+  const day = Date.UTC(2026, 9, 24, 12);
+  t.same(
+    fallBack.between(day, day + 24 * 3600_000).times,
+    [Date.UTC(2026, 9, 25, 0, 30)],
+    'the repeated 02:30 fires once',
+  );
+  const spring = Date.UTC(2026, 2, 28, 12); // 2026-03-29 02:00 CET jumps to 03:00 CEST
+  t.same(
+    fallBack.between(spring, spring + 24 * 3600_000).times,
+    [],
+    'a 02:30 that does not exist: no firing',
+  );
 });

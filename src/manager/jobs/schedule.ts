@@ -64,9 +64,27 @@ export class CronClock {
   private readonly task: ScheduledTask;
   private readonly seconds: number[];
 
+  private readonly wallClock: Intl.DateTimeFormat;
+
   constructor(readonly schedule: JobSchedule) {
     this.task = createTask(schedule.cron, () => {}, { timezone: schedule.timezone });
     this.seconds = [...parse(schedule.cron).second].sort((a, b) => a - b);
+    this.wallClock = new Intl.DateTimeFormat('en-US', {
+      timeZone: schedule.timezone,
+      hourCycle: 'h23',
+      year: 'numeric',
+      month: '2-digit',
+      day: '2-digit',
+      hour: '2-digit',
+      minute: '2-digit',
+      second: '2-digit',
+    });
+  }
+
+  /** The local time a daylight-saving fall-back repeats (its second occurrence fires not again, as node-cron). */
+  private repeated(t: number): boolean {
+    const local = this.wallClock.format(t);
+    return this.wallClock.format(t - 3_600_000) === local || this.wallClock.format(t - 1_800_000) === local;
   }
 
   /** The next firing after now (node-cron's own walk, fast for sparse schedules). */
@@ -77,7 +95,8 @@ export class CronClock {
   /**
    * The firing times in (after, until], oldest first, at most `cap` (the newest ones; `more`
    * counts the older ones left out). Walks minute by minute: a time zone's offset is whole
-   * minutes, so whether a minute matches does not depend on its second.
+   * minutes, so whether a minute matches does not depend on its second. A local time that a
+   * daylight-saving fall-back repeats fires once; one that spring-forward skips, never.
    */
   between(after: number, until: number, cap = 1000): { times: number[]; more: number } {
     const times: number[] = [];
@@ -88,7 +107,7 @@ export class CronClock {
       if (!this.task.match(new Date(m + first * 1000))) continue;
       for (const s of this.seconds) {
         const t = m + s * 1000;
-        if (t <= after || t > until) continue;
+        if (t <= after || t > until || this.repeated(t)) continue;
         times.push(t);
         if (times.length > cap) {
           times.shift();
