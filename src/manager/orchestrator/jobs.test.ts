@@ -145,3 +145,55 @@ t.test('a job task that keeps failing: its slot keeps at most the history limit'
   }
   t.equal(ids(), 't13', '12 tasks were run, one per failure');
 });
+
+t.test('runs: tasks carry the job iteration; an earlier run stops unless concurrency is allow', async (t) => {
+  const base = {
+    mode: 'replicated-job' as const,
+    replicas: 1,
+    totalCompletions: 1,
+    restartPolicy: { condition: 'on-failure' as const, delayMs: 0, maxAttempts: 0, windowMs: 0 },
+  };
+  const ids = counter();
+  const waiting = reconcileJobs(makeService({ ...base, jobIteration: 0 }), [], [], 0, ids);
+  t.same(waiting.create, [], 'iteration 0: a schedule that has not fired runs nothing');
+  t.ok(waiting.progress.done);
+
+  const run1 = makeService({ ...base, jobIteration: 1 });
+  let tasks = converge(apply([], reconcileJobs(run1, [], [], 0, ids)), 0);
+  t.same(
+    tasks.map((x) => x.jobIteration),
+    [1],
+  );
+  // run 2 fires while run 1 still goes; the spec version is the same
+  for (const concurrency of ['forbid', 'replace', 'allow'] as const) {
+    const run2 = makeService({ ...base, jobIteration: 2, concurrency });
+    const res = reconcileJobs(run2, tasks, [], 10, ids);
+    t.same(
+      res.create.map((x) => x.jobIteration),
+      [2],
+      `${concurrency}: a task for run 2`,
+    );
+    t.same(
+      res.shutdown,
+      concurrency === 'allow' ? [] : [tasks[0]!.id],
+      `${concurrency}: run 1 ${concurrency === 'allow' ? 'goes on' : 'stops'}`,
+    );
+    t.same(res.progress, { total: 1, succeeded: 0, failed: 0, running: 1, done: false });
+  }
+  // allow, and run 1's node is lost: its task stops anyway
+  const lost = reconcileJobs(
+    makeService({ ...base, jobIteration: 2, concurrency: 'allow' }),
+    tasks.map((x) => ({ ...x, nodeId: 'gone' })),
+    [makeNode('gone', { status: 'down' })],
+    10,
+    ids,
+  );
+  t.same(lost.shutdown, [tasks[0]!.id]);
+  // a run succeeded in iteration 1 does not count for iteration 2
+  tasks = report(tasks, [tasks[0]!.id], 'complete', 20, 0);
+  t.ok(reconcileJobs(run1, tasks, [], 30, ids).progress.done, 'run 1 done');
+  t.notOk(
+    reconcileJobs(makeService({ ...base, jobIteration: 2 }), tasks, [], 30, ids).progress.done,
+    'run 2 not',
+  );
+});
