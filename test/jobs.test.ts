@@ -157,6 +157,10 @@ t.test(
           'none missed or skipped',
         );
         assertContiguous(t, covered(tick), 2000, 'tick');
+        const lag = runs.map((r) => r.createdAt - r.scheduledAt!).sort((a, b) => a - b);
+        t.comment(
+          `firing lag (run recorded − scheduled time): median ${lag[lag.length >> 1]} ms, max ${lag.at(-1)} ms`,
+        );
         t.same(
           runs.map((r) => r.iteration),
           runs.map((_r, i) => runs.length - i),
@@ -241,6 +245,26 @@ t.test(
           t.equal(r.code, 125, args.join(' '));
           t.match(r.stderr, msg);
         }
+        // service update changes a schedule part by part, or removes it
+        await create('later', ['--schedule', '0 0 1 1 *'], ['true']);
+        const schedOf = async () =>
+          JSON.parse((await d.cli(['service', 'inspect', 'later'])).stdout)[0].spec.schedule;
+        t.equal(
+          (await d.cli(['service', 'update', '--schedule-timezone', 'Europe/Berlin', 'later'])).code,
+          0,
+        );
+        t.match(await schedOf(), { cron: '0 0 1 1 *', timezone: 'Europe/Berlin', concurrency: 'forbid' });
+        const badTz = await d.cli(['service', 'update', '--schedule-timezone', 'Nowhere/X', 'later']);
+        t.equal(badTz.code, 125);
+        t.match(badTz.stderr, /unknown time zone "Nowhere\/X"/);
+        const both = await d.cli(['service', 'update', '--no-schedule', '--schedule-history', '2', 'later']);
+        t.match(both.stderr, /--no-schedule cannot be used with --schedule-history/);
+        t.equal((await d.cli(['service', 'update', '--no-schedule', 'later'])).code, 0);
+        t.equal(await schedOf(), undefined, 'the schedule is gone');
+        const noSched = await d.cli(['service', 'update', '--schedule-history', '2', 'later']);
+        t.match(noSched.stderr, /--schedule-history needs --schedule/);
+        t.equal((await d.cli(['service', 'rm', 'later'])).code, 0);
+
         const dir = await mkdtemp(join(tmpdir(), `${d.prefix}-stack-`));
         t.teardown(() => rm(dir, { recursive: true, force: true }));
         const file = join(dir, 'stack.yml');

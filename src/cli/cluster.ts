@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import type { Client } from '../api/client.js';
-import type { NodeRecord, ServiceRecord, ServiceSpec, TaskRecord } from '../api/cluster.js';
+import type { JobSchedule, NodeRecord, ServiceRecord, ServiceSpec, TaskRecord } from '../api/cluster.js';
 import { invalid, TsswarmError } from '../api/errors.js';
 import { parseBytes, parseCpus } from '../engine/cgroups/limits.js';
 import { isTerminal } from '../manager/orchestrator/states.js';
@@ -15,7 +15,7 @@ import {
 } from '../manager/serviceSpec.js';
 import { splitShellWords } from '../manager/stack/shellwords.js';
 import { ago, table } from './render.js';
-import { relayOutput } from './streams.js';
+import { logQuery, relayOutput } from './streams.js';
 
 type GetClient = () => Client;
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -233,17 +233,43 @@ export function replicasText(s: ServiceRecord, c: ReplicaCounts): string {
   return s.spec.maxReplicasPerNode ? `${base} (max ${s.spec.maxReplicasPerNode} per node)` : base;
 }
 
-/** `--schedule*` options as a spec's schedule (checked by the manager). */
-function scheduleOptions(o: Record<string, unknown>): Pick<ServiceSpecInput, 'schedule'> {
+/** The `--schedule-*` options of `service create` and `service update` (`--schedule` is the command's own). */
+function scheduleOptionsOf(cmd: Command): Command {
+  return cmd
+    .option('--schedule-timezone <tz>', 'time zone of the schedule (default UTC)')
+    .addOption(
+      new Option(
+        '--schedule-concurrency <c>',
+        'a firing while the previous run goes: forbid (skip it; default), allow (run both) or replace',
+      ).choices(['forbid', 'allow', 'replace']),
+    )
+    .option('--schedule-history <n>', 'runs kept by job history (default 5)', int('--schedule-history'))
+    .addOption(
+      new Option(
+        '--schedule-missed <policy>',
+        'scheduled times missed while no leader fired: run-once (one run for all; default) or skip',
+      ).choices(['run-once', 'skip']),
+    );
+}
+
+/** `--schedule*` options as a spec's schedule, over the current one (checked by the manager). */
+function scheduleOptions(
+  o: Record<string, unknown>,
+  current: JobSchedule | undefined,
+): Pick<ServiceSpecInput, 'schedule'> {
   const rest = ['scheduleTimezone', 'scheduleConcurrency', 'scheduleHistory', 'scheduleMissed'];
-  if (o.schedule === undefined) {
-    const stray = rest.find((k) => o[k] !== undefined);
-    if (stray) throw invalid(`--${stray.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} needs --schedule`);
-    return {};
+  const stray = rest.find((k) => o[k] !== undefined);
+  const flag = (k: string) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+  if (o.schedule === false) {
+    if (stray) throw invalid(`--no-schedule cannot be used with ${flag(stray)}`);
+    return { schedule: null };
   }
+  if (o.schedule === undefined && !stray) return {};
+  if (o.schedule === undefined && !current) throw invalid(`${flag(stray!)} needs --schedule`);
   return {
     schedule: {
-      cron: String(o.schedule),
+      ...current,
+      cron: String(o.schedule ?? current?.cron),
       ...(o.scheduleTimezone !== undefined ? { timezone: String(o.scheduleTimezone) } : {}),
       ...(o.scheduleConcurrency !== undefined
         ? { concurrency: o.scheduleConcurrency as 'forbid' | 'allow' | 'replace' }
@@ -286,10 +312,7 @@ export async function printServiceLogs(
 ): Promise<void> {
   const res = await client.stream('GET', `/services/${enc(ref)}/logs`, {
     query: {
-      follow: o.follow ? 1 : undefined,
-      tail: o.tail,
-      since: o.since,
-      timestamps: o.timestamps ? 1 : undefined,
+      ...logQuery(o),
       raw: o.raw ? 1 : undefined,
       noTaskIds: o.taskIds ? undefined : 1,
       run,
@@ -316,7 +339,8 @@ export function taskRows(tasks: TaskRecord[]): string[][] {
 
 export function serviceCommands(getClient: GetClient): Command {
   const c = new Command('service').description('Manage swarm services').enablePositionalOptions();
-  c.command('create')
+  const create = c
+    .command('create')
     .description('Create a service')
     .argument('<image>')
     .argument('[command...]')
@@ -338,25 +362,11 @@ export function serviceCommands(getClient: GetClient): Command {
       'replicated-job: tasks run at once (default: --replicas)',
       int('--max-concurrent'),
     )
+    .option('-e, --env <KEY=VALUE>', 'environment variable', collect)
     .option(
       '--schedule <cron>',
       'run the job at each firing of a cron expression (node-cron: 5 fields, or 6 with seconds first); the mode defaults to replicated-job',
     )
-    .option('--schedule-timezone <tz>', 'time zone of the schedule (default UTC)')
-    .addOption(
-      new Option(
-        '--schedule-concurrency <c>',
-        'a firing while the previous run goes: forbid (skip it; default), allow (run both) or replace',
-      ).choices(['forbid', 'allow', 'replace']),
-    )
-    .option('--schedule-history <n>', 'runs kept by job history (default 5)', int('--schedule-history'))
-    .addOption(
-      new Option(
-        '--schedule-missed <policy>',
-        'scheduled times missed while no leader fired: run-once (one run for all; default) or skip',
-      ).choices(['run-once', 'skip']),
-    )
-    .option('-e, --env <KEY=VALUE>', 'environment variable', collect)
     .option('--constraint <expr>', 'placement constraint, e.g. node.role==worker', collect)
     .option(
       '--placement-pref <pref>',
@@ -379,44 +389,44 @@ export function serviceCommands(getClient: GetClient): Command {
       ).choices(['none', 'on-failure', 'any']),
     )
     .option('--restart-delay <ms>', 'delay between restart attempts, in ms', int('--restart-delay'))
-    .option('--restart-max-attempts <n>', 'maximum restarts before giving up', int('--restart-max-attempts'))
-    .action(async (image: string, args: string[], o: Record<string, unknown>) => {
-      const cpu = (v: unknown) => (v === undefined ? undefined : parseCpus(String(v)));
-      const restart: Partial<RestartPolicy> = {
-        ...(o.restartCondition ? { condition: o.restartCondition as RestartPolicy['condition'] } : {}),
-        ...(o.restartDelay !== undefined ? { delayMs: o.restartDelay as number } : {}),
-        ...(o.restartMaxAttempts !== undefined ? { maxAttempts: o.restartMaxAttempts as number } : {}),
-      };
-      const ports = ((o.publish as string[]) ?? []).flatMap(parsePublish);
-      const spec: ServiceSpecInput = {
-        name: o.name as string,
-        mode: o.mode as ServiceSpec['mode'],
-        replicas: o.replicas as number | undefined,
-        ...(o.maxConcurrent !== undefined ? { maxConcurrent: o.maxConcurrent as number } : {}),
-        container: {
-          image,
-          args: args.length ? args : undefined,
-          env: (o.env as string[]) ?? [],
-          labels: {},
-          stopGracePeriodMs: 10_000,
-          limits: {
-            memoryBytes: o.limitMemory ? parseBytes(String(o.limitMemory)) : undefined,
-            nanoCpus: cpu(o.limitCpu),
-          },
+    .option('--restart-max-attempts <n>', 'maximum restarts before giving up', int('--restart-max-attempts'));
+  scheduleOptionsOf(create).action(async (image: string, args: string[], o: Record<string, unknown>) => {
+    const cpu = (v: unknown) => (v === undefined ? undefined : parseCpus(String(v)));
+    const restart: Partial<RestartPolicy> = {
+      ...(o.restartCondition ? { condition: o.restartCondition as RestartPolicy['condition'] } : {}),
+      ...(o.restartDelay !== undefined ? { delayMs: o.restartDelay as number } : {}),
+      ...(o.restartMaxAttempts !== undefined ? { maxAttempts: o.restartMaxAttempts as number } : {}),
+    };
+    const ports = ((o.publish as string[]) ?? []).flatMap(parsePublish);
+    const spec: ServiceSpecInput = {
+      name: o.name as string,
+      mode: o.mode as ServiceSpec['mode'],
+      replicas: o.replicas as number | undefined,
+      ...(o.maxConcurrent !== undefined ? { maxConcurrent: o.maxConcurrent as number } : {}),
+      container: {
+        image,
+        args: args.length ? args : undefined,
+        env: (o.env as string[]) ?? [],
+        labels: {},
+        stopGracePeriodMs: 10_000,
+        limits: {
+          memoryBytes: o.limitMemory ? parseBytes(String(o.limitMemory)) : undefined,
+          nanoCpus: cpu(o.limitCpu),
         },
-        constraints: (o.constraint as string[]) ?? [],
-        preferences: ((o.placementPref as string[]) ?? []).map(parsePlacementPref),
-        reservations: {
-          memoryBytes: o.reserveMemory ? parseBytes(String(o.reserveMemory)) : 0,
-          nanoCpus: cpu(o.reserveCpu) ?? 0,
-        },
-        ...(Object.keys(restart).length > 0 ? { restartPolicy: restart } : {}),
-        ...(ports.length > 0 ? { endpoint: { ports } } : {}),
-        ...scheduleOptions(o),
-      };
-      const rec = await getClient().request<ServiceRecord>('POST', '/services', { body: spec });
-      process.stdout.write(`${rec.id}\n`);
-    });
+      },
+      constraints: (o.constraint as string[]) ?? [],
+      preferences: ((o.placementPref as string[]) ?? []).map(parsePlacementPref),
+      reservations: {
+        memoryBytes: o.reserveMemory ? parseBytes(String(o.reserveMemory)) : 0,
+        nanoCpus: cpu(o.reserveCpu) ?? 0,
+      },
+      ...(Object.keys(restart).length > 0 ? { restartPolicy: restart } : {}),
+      ...(ports.length > 0 ? { endpoint: { ports } } : {}),
+      ...scheduleOptions(o, undefined),
+    };
+    const rec = await getClient().request<ServiceRecord>('POST', '/services', { body: spec });
+    process.stdout.write(`${rec.id}\n`);
+  });
   c.command('ls')
     .description('List services')
     .addOption(formatOption())
@@ -481,7 +491,8 @@ export function serviceCommands(getClient: GetClient): Command {
         process.stdout.write(`${m[1]} scaled to ${m[2]}\n`);
       }
     });
-  c.command('update')
+  const update = c
+    .command('update')
     .description('Update a service: a changed task spec rolls out per its update config')
     .argument('<service>')
     .option('--image <image>', 'new image')
@@ -527,58 +538,61 @@ export function serviceCommands(getClient: GetClient): Command {
       ]),
     )
     .option('--force', 'replace the tasks even if nothing changed')
-    .action(async (ref: string, o: Record<string, unknown>) => {
-      const client = getClient();
-      const cur = await client.request<ServiceRecord>('GET', `/services/${enc(ref)}`);
-      const env = [...cur.spec.container.env];
-      for (const kv of (o.envAdd as string[]) ?? []) {
-        const key = kv.split('=')[0];
-        const i = env.findIndex((e) => e.split('=')[0] === key);
-        if (i >= 0) env[i] = kv;
-        else env.push(kv);
-      }
-      let args: string[] | undefined;
-      if (o.args !== undefined) {
-        const split = splitShellWords(String(o.args));
-        if (!split.ok) throw invalid(`invalid --args: ${split.error}`);
-        args = split.value;
-      }
-      const prefAdd = (o.placementPrefAdd as string[]) ?? [];
-      const prefRm = (o.placementPrefRm as string[]) ?? [];
-      const portAdd = [...((o.publishAdd as string[]) ?? []), ...((o.publish as string[]) ?? [])];
-      const portRm = (o.publishRm as string[]) ?? [];
-      const spec: Partial<ServiceSpec> = {
-        ...(prefAdd.length + prefRm.length > 0
-          ? { preferences: updatePreferences(cur.spec.preferences, prefAdd, prefRm) }
-          : {}),
-        ...(portAdd.length + portRm.length > 0
-          ? {
-              endpoint: {
-                ...(cur.spec.endpoint?.mode ? { mode: cur.spec.endpoint.mode } : {}),
-                ports: updatePorts(cur.spec.endpoint?.ports ?? [], portAdd, portRm),
-              },
-            }
-          : {}),
-        ...(o.maxConcurrent !== undefined ? { maxConcurrent: o.maxConcurrent as number } : {}),
-        container: {
-          ...cur.spec.container,
-          ...(o.image ? { image: String(o.image) } : {}),
-          ...(args ? { args } : {}),
-          env,
-        },
-        update: {
-          ...cur.spec.update,
-          ...(o.updateParallelism !== undefined ? { parallelism: o.updateParallelism as number } : {}),
-          ...(o.updateDelay !== undefined ? { delayMs: o.updateDelay as number } : {}),
-          ...(o.updateMonitor !== undefined ? { monitorMs: o.updateMonitor as number } : {}),
-          ...(o.updateFailureAction ? { failureAction: o.updateFailureAction as 'pause' } : {}),
-          ...(o.updateOrder ? { order: o.updateOrder as 'stop-first' } : {}),
-        },
-        ...(o.replicas !== undefined ? { replicas: o.replicas as number } : {}),
-      };
-      await client.request('POST', `/services/${enc(ref)}/update`, { body: { spec, force: !!o.force } });
-      process.stdout.write(`${ref}\n`);
-    });
+    .option('--schedule <cron>', 'a new cron schedule (the service must be a job)')
+    .option('--no-schedule', 'remove the schedule: no more firings (job rerun still starts a run)');
+  scheduleOptionsOf(update).action(async (ref: string, o: Record<string, unknown>) => {
+    const client = getClient();
+    const cur = await client.request<ServiceRecord>('GET', `/services/${enc(ref)}`);
+    const env = [...cur.spec.container.env];
+    for (const kv of (o.envAdd as string[]) ?? []) {
+      const key = kv.split('=')[0];
+      const i = env.findIndex((e) => e.split('=')[0] === key);
+      if (i >= 0) env[i] = kv;
+      else env.push(kv);
+    }
+    let args: string[] | undefined;
+    if (o.args !== undefined) {
+      const split = splitShellWords(String(o.args));
+      if (!split.ok) throw invalid(`invalid --args: ${split.error}`);
+      args = split.value;
+    }
+    const prefAdd = (o.placementPrefAdd as string[]) ?? [];
+    const prefRm = (o.placementPrefRm as string[]) ?? [];
+    const portAdd = [...((o.publishAdd as string[]) ?? []), ...((o.publish as string[]) ?? [])];
+    const portRm = (o.publishRm as string[]) ?? [];
+    const spec: ServiceSpecInput = {
+      ...(prefAdd.length + prefRm.length > 0
+        ? { preferences: updatePreferences(cur.spec.preferences, prefAdd, prefRm) }
+        : {}),
+      ...(portAdd.length + portRm.length > 0
+        ? {
+            endpoint: {
+              ...(cur.spec.endpoint?.mode ? { mode: cur.spec.endpoint.mode } : {}),
+              ports: updatePorts(cur.spec.endpoint?.ports ?? [], portAdd, portRm),
+            },
+          }
+        : {}),
+      ...(o.maxConcurrent !== undefined ? { maxConcurrent: o.maxConcurrent as number } : {}),
+      container: {
+        ...cur.spec.container,
+        ...(o.image ? { image: String(o.image) } : {}),
+        ...(args ? { args } : {}),
+        env,
+      },
+      update: {
+        ...cur.spec.update,
+        ...(o.updateParallelism !== undefined ? { parallelism: o.updateParallelism as number } : {}),
+        ...(o.updateDelay !== undefined ? { delayMs: o.updateDelay as number } : {}),
+        ...(o.updateMonitor !== undefined ? { monitorMs: o.updateMonitor as number } : {}),
+        ...(o.updateFailureAction ? { failureAction: o.updateFailureAction as 'pause' } : {}),
+        ...(o.updateOrder ? { order: o.updateOrder as 'stop-first' } : {}),
+      },
+      ...(o.replicas !== undefined ? { replicas: o.replicas as number } : {}),
+      ...scheduleOptions(o, cur.spec.schedule),
+    };
+    await client.request('POST', `/services/${enc(ref)}/update`, { body: { spec, force: !!o.force } });
+    process.stdout.write(`${ref}\n`);
+  });
   c.command('rollback')
     .description('Roll a service back to its previous spec')
     .argument('<service>')

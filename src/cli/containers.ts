@@ -3,7 +3,7 @@ import type { Client } from '../api/client.js';
 import { invalid } from '../api/errors.js';
 import type { ContainerCreateRequest } from '../engine/containers/types.js';
 import { ago, humanBytes, table } from './render.js';
-import { parseDetachKeys, relayInput, relayOutput } from './streams.js';
+import { logQuery, parseDetachKeys, relayInput, relayOutput } from './streams.js';
 
 type GetClient = () => Client;
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -350,14 +350,7 @@ export function containerCommands(getClient: GetClient, done: (code: number) => 
     .action(
       async (ref: string, o: { follow?: boolean; tail?: number; since?: string; timestamps?: boolean }) => {
         const client = getClient();
-        const res = await client.stream('GET', `/containers/${enc(ref)}/logs`, {
-          query: {
-            follow: o.follow ? 1 : undefined,
-            tail: o.tail,
-            since: o.since,
-            timestamps: o.timestamps ? 1 : undefined,
-          },
-        });
+        const res = await client.stream('GET', `/containers/${enc(ref)}/logs`, { query: logQuery(o) });
         await relayOutput(res);
       },
     );

@@ -79,3 +79,13 @@ export function relayInput(
     stdin.pause();
   };
 }
+
+/** The query of a logs request (container or service) from the common options. */
+export function logQuery(o: { follow?: boolean; tail?: number; since?: string; timestamps?: boolean }) {
+  return {
+    follow: o.follow ? 1 : undefined,
+    tail: o.tail,
+    since: o.since,
+    timestamps: o.timestamps ? 1 : undefined,
+  };
+}
