@@ -63,10 +63,14 @@ export class JobRunner {
   }
 
   private async pass(): Promise<void> {
-    const [services, tasks, runs, nodes] = await Promise.all([
+    const [services, runs] = await Promise.all([
       this.store.list<ServiceRecord>('services'),
-      this.store.list<TaskRecord>('tasks'),
       this.store.list<JobRunRecord>(RUNS_KIND),
+    ]);
+    // no job and no record: nothing to read further (the common case of a busy cluster)
+    if (runs.items.length === 0 && !services.items.some((s) => isJob(s.value.spec.mode))) return;
+    const [tasks, nodes] = await Promise.all([
+      this.store.list<TaskRecord>('tasks'),
       this.store.list<NodeRecord>('nodes'),
     ]);
     const now = Date.now();
