@@ -2,6 +2,7 @@ import { Command, Option } from 'commander';
 import type { Client } from '../api/client.js';
 import { invalid } from '../api/errors.js';
 import type { ContainerCreateRequest } from '../engine/containers/types.js';
+import { addHealthOptions, healthFromFlags } from './health.js';
 import { ago, humanBytes, table } from './render.js';
 import { logQuery, parseDetachKeys, relayInput, relayOutput } from './streams.js';
 
@@ -27,12 +28,13 @@ interface ContainerView {
     OOMKilled: boolean;
     StartedAt: string;
     FinishedAt: string;
+    Health?: { Status: string; FailingStreak: number };
   };
 }
 
 /** The create/run flags, with Docker's names. */
 function addCreateOptions(cmd: Command): Command {
-  return cmd
+  return addHealthOptions(cmd)
     .option('--name <name>', 'assign a name to the container')
     .option(
       '-e, --env <KEY=VALUE>',
@@ -122,6 +124,7 @@ export function createRequest(
     stopTimeout: o.stopTimeout as number | undefined,
     labels: keyValues(o.label as string[] | undefined, 'label'),
     logOpts: keyValues(o.logOpt as string[] | undefined, 'log option'),
+    healthcheck: healthFromFlags(o),
     resources: {
       memory: o.memory as string | undefined,
       memorySwap: o.memorySwap as string | undefined,
@@ -310,9 +313,15 @@ export function containerCommands(getClient: GetClient, done: (code: number) => 
       });
       if (o.quiet) return void process.stdout.write(list.map((x) => `${x.Id.slice(0, 12)}\n`).join(''));
       if (o.format === 'json') return void process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
+      const health = (x: ContainerView) =>
+        !x.State.Health
+          ? ''
+          : x.State.Health.Status === 'starting'
+            ? ' (health: starting)'
+            : ` (${x.State.Health.Status})`;
       const status = (x: ContainerView) =>
         x.State.Running
-          ? `Up since ${x.State.StartedAt}`
+          ? `Up since ${x.State.StartedAt}${health(x)}`
           : x.State.Status === 'exited'
             ? `Exited (${x.State.ExitCode})${x.State.OOMKilled ? ' OOMKilled' : ''} ${ago(x.State.FinishedAt)}`
             : x.State.Status;

@@ -31,6 +31,20 @@ export function containerView(c: ContainerRecord) {
       StartedAt: c.state.startedAt ?? '',
       FinishedAt: c.state.finishedAt ?? '',
       RestartCount: c.state.restartCount,
+      ...(c.state.health && c.state.status === 'running'
+        ? {
+            Health: {
+              Status: c.state.health.status,
+              FailingStreak: c.state.health.failingStreak,
+              Log: c.state.health.log.map((p) => ({
+                Start: p.start,
+                End: p.end,
+                ExitCode: p.exitCode,
+                Output: p.output,
+              })),
+            },
+          }
+        : {}),
     },
     Config: c.config,
   };

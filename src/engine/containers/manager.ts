@@ -19,6 +19,7 @@ import { hostInfo } from '../host.js';
 import type { ImageStore } from '../images/store.js';
 import { resolveCapabilities } from './capabilities.js';
 import { mergeEnv, parseUserns, resolveCommand } from './command.js';
+import { HealthMonitor, initialHealth, OUTPUT_KEEP, resolveHealthcheck } from './health.js';
 import { generateName, newContainerId, validateName } from './naming.js';
 import { type Directive, MASKED_PATHS, READONLY_PATHS, renderSpec } from './shimSpec.js';
 import { signalNumber } from './signals.js';
@@ -58,6 +59,7 @@ export class ContainerManager {
   /** Log followers per container: an auto-removed container waits for them to finish reading. */
   private readonly holds = new Map<string, number>();
   private readonly pendingRemove = new Set<string>();
+  private readonly monitors = new Map<string, HealthMonitor>();
   private closing = false;
   private readonly root: string;
 
@@ -118,6 +120,7 @@ export class ContainerManager {
   private async adopt(rec: ContainerRecord): Promise<void> {
     if (shimAlive(rec.state.shimPid, this.bundle(rec.id))) {
       this.watchExit(rec);
+      this.monitorHealth(rec);
       this.opts.log?.(`re-adopted running container ${rec.name} (pid ${rec.state.pid})`);
     } else {
       await this.finishExit(rec);
@@ -198,6 +201,7 @@ export class ContainerManager {
       logMaxSize: logOpts['max-size'] !== undefined ? parseBytes(logOpts['max-size']) : DEFAULT_LOG_MAX_SIZE,
       logMaxFiles: maxFiles,
       limits,
+      healthcheck: resolveHealthcheck(image.config.Healthcheck, req.healthcheck),
     };
     if (!config.workingDir.startsWith('/'))
       throw invalid(`the working directory "${config.workingDir}" is not absolute`);
@@ -301,6 +305,7 @@ export class ContainerManager {
       };
       await this.saveState(rec);
       this.watchExit(rec);
+      this.monitorHealth(rec);
       this.events.emit(`start:${rec.id}`);
       return { record: rec, warnings };
     } catch (err) {
@@ -397,6 +402,8 @@ export class ContainerManager {
 
   private async finishExit(rec: ContainerRecord): Promise<void> {
     if (rec.state.status !== 'running') return;
+    this.monitors.get(rec.id)?.stop();
+    this.monitors.delete(rec.id);
     const dir = this.bundle(rec.id);
     let exit: { exitCode: number; signal: number; finishedAt: string } | undefined;
     try {
@@ -426,6 +433,77 @@ export class ContainerManager {
       if (this.holds.get(rec.id)) this.pendingRemove.add(rec.id);
       else await this.remove(rec.id, { force: true }).catch(() => {});
     }
+  }
+
+  /**
+   * Runs the container's healthcheck while it runs (from `starting`, also after a daemon
+   * restart); each change of status is saved and reported to `onHealth` listeners.
+   */
+  private monitorHealth(rec: ContainerRecord): void {
+    const cfg = rec.config.healthcheck;
+    if (!cfg) return;
+    this.monitors.get(rec.id)?.stop();
+    const startedAt = Date.parse(rec.state.startedAt ?? '') || Date.now();
+    rec.state.health = initialHealth();
+    const m = new HealthMonitor(
+      cfg,
+      startedAt,
+      (argv, timeoutMs) => this.probe(rec.id, argv, timeoutMs),
+      (h) => {
+        if (rec.state.status !== 'running') return;
+        rec.state.health = h;
+        void this.saveState(rec).catch(() => {});
+        this.events.emit('health', rec);
+      },
+    );
+    m.onProbe = (h) => {
+      if (rec.state.status === 'running') rec.state.health = h;
+    };
+    this.monitors.set(rec.id, m);
+    m.start();
+  }
+
+  /** One healthcheck probe: exec in the container, output kept, -1 after the timeout. */
+  private async probe(
+    id: string,
+    argv: string[],
+    timeoutMs: number,
+  ): Promise<{ exitCode: number; output: string }> {
+    const child = await this.exec(id, { cmd: argv });
+    child.stdin?.end();
+    let output = '';
+    const take = (d: Buffer) => {
+      if (output.length < OUTPUT_KEEP) output += d.toString('utf8');
+    };
+    child.stdout?.on('data', take);
+    child.stderr?.on('data', take);
+    (child.stdio[3] as unknown as { on?: (e: string, f: () => void) => void } | null)?.on?.(
+      'error',
+      () => {},
+    );
+    return new Promise((resolve) => {
+      let timedOut = false;
+      const timer = setTimeout(() => {
+        timedOut = true;
+        child.kill('SIGTERM'); // the shim forwards it to the probe
+        setTimeout(() => child.exitCode === null && child.kill('SIGKILL'), 1000).unref();
+      }, timeoutMs);
+      child.on('close', (code) => {
+        clearTimeout(timer);
+        if (timedOut) resolve({ exitCode: -1, output: `Health check exceeded timeout (${timeoutMs}ms)` });
+        else resolve({ exitCode: code ?? 255, output });
+      });
+      child.on('error', (e) => {
+        clearTimeout(timer);
+        resolve({ exitCode: -1, output: e.message });
+      });
+    });
+  }
+
+  /** Calls `listener` with a container whose health status changed (starting → healthy → unhealthy …). */
+  onHealth(listener: (rec: ContainerRecord) => void): () => void {
+    this.events.on('health', listener);
+    return () => this.events.off('health', listener);
   }
 
   /** Calls `listener` with every container that exits (after its state is recorded). */
@@ -578,6 +656,8 @@ export class ContainerManager {
   /** Stops watching (the daemon is shutting down); containers keep running. */
   close(): void {
     this.closing = true;
+    for (const m of this.monitors.values()) m.stop();
+    this.monitors.clear();
     for (const s of this.watchers.values()) s.destroy();
     this.watchers.clear();
   }

@@ -1,5 +1,6 @@
 import type { ResourceFlags as CgroupResourceFlags } from '../cgroups/limits.js';
 import type { ResourceLimits } from '../cgroups/types.js';
+import type { HealthConfig, HealthcheckRequest, HealthState } from './health.js';
 
 /** What a client asks for when creating a container (Docker's flags, unresolved). */
 export interface ContainerCreateRequest {
@@ -28,6 +29,8 @@ export interface ContainerCreateRequest {
   labels?: Record<string, string>;
   logOpts?: Record<string, string>;
   resources?: ResourceFlags;
+  /** `--health-*` (over the image's HEALTHCHECK; test ['NONE'] disables it). */
+  healthcheck?: HealthcheckRequest;
 }
 
 /** Docker's resource flags as typed by a user (devices come from the request's own field). */
@@ -62,6 +65,8 @@ export interface ContainerConfig {
   logMaxSize: number;
   logMaxFiles: number;
   limits: ResourceLimits;
+  /** The healthcheck the container runs, if any. */
+  healthcheck?: HealthConfig;
 }
 
 export type ContainerStatus = 'created' | 'running' | 'exited' | 'removing';
@@ -76,6 +81,8 @@ export interface ContainerState {
   oomKilled: boolean;
   error?: string;
   restartCount: number;
+  /** Containers with a healthcheck, while running: its status, failing streak and last probes. */
+  health?: HealthState;
 }
 
 export interface ContainerRecord {
