@@ -2,6 +2,7 @@
  * Cluster objects as stored (etcd) and as the API shows them. Shared by manager, worker and CLI.
  */
 
+import type { HealthcheckRequest } from '../engine/containers/health.js';
 import type { RestartPolicy, ServiceMode, Task, UpdateConfig } from '../manager/orchestrator/types.js';
 import type { UpdaterState } from '../manager/orchestrator/updater.js';
 
@@ -19,6 +20,8 @@ export interface ContainerSpec {
   stopGracePeriodMs: number;
   init?: boolean;
   limits: { memoryBytes?: number; nanoCpus?: number; pids?: number };
+  /** Over the image's HEALTHCHECK (test ['NONE'] disables it); a task runs once healthy. */
+  healthcheck?: HealthcheckRequest;
 }
 
 /**

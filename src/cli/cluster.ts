@@ -3,6 +3,7 @@ import type { Client } from '../api/client.js';
 import type { JobSchedule, NodeRecord, ServiceRecord, ServiceSpec, TaskRecord } from '../api/cluster.js';
 import { invalid, TsswarmError } from '../api/errors.js';
 import { parseBytes, parseCpus } from '../engine/cgroups/limits.js';
+import type { HealthcheckRequest } from '../engine/containers/health.js';
 import { isTerminal } from '../manager/orchestrator/states.js';
 import type { RestartPolicy } from '../manager/orchestrator/types.js';
 import {
@@ -14,6 +15,7 @@ import {
   updatePreferences,
 } from '../manager/serviceSpec.js';
 import { splitShellWords } from '../manager/stack/shellwords.js';
+import { addHealthOptions, healthFromFlags } from './health.js';
 import { ago, table } from './render.js';
 import { logQuery, relayOutput } from './streams.js';
 
@@ -233,6 +235,17 @@ export function replicasText(s: ServiceRecord, c: ReplicaCounts): string {
   return s.spec.maxReplicasPerNode ? `${base} (max ${s.spec.maxReplicasPerNode} per node)` : base;
 }
 
+/** `service update --health-*`: the given parts over the current healthcheck; `--no-healthcheck` disables it. */
+function healthUpdate(
+  current: HealthcheckRequest | undefined,
+  given: HealthcheckRequest | undefined,
+): { healthcheck?: HealthcheckRequest } {
+  if (!given) return {};
+  if (given.test?.[0] === 'NONE') return { healthcheck: given };
+  const base = current?.test?.[0] === 'NONE' ? {} : current;
+  return { healthcheck: { ...base, ...given } };
+}
+
 /** The `--schedule-*` options of `service create` and `service update` (`--schedule` is the command's own). */
 function scheduleOptionsOf(cmd: Command): Command {
   return cmd
@@ -390,43 +403,47 @@ export function serviceCommands(getClient: GetClient): Command {
     )
     .option('--restart-delay <ms>', 'delay between restart attempts, in ms', int('--restart-delay'))
     .option('--restart-max-attempts <n>', 'maximum restarts before giving up', int('--restart-max-attempts'));
-  scheduleOptionsOf(create).action(async (image: string, args: string[], o: Record<string, unknown>) => {
-    const cpu = (v: unknown) => (v === undefined ? undefined : parseCpus(String(v)));
-    const restart: Partial<RestartPolicy> = {
-      ...(o.restartCondition ? { condition: o.restartCondition as RestartPolicy['condition'] } : {}),
-      ...(o.restartDelay !== undefined ? { delayMs: o.restartDelay as number } : {}),
-      ...(o.restartMaxAttempts !== undefined ? { maxAttempts: o.restartMaxAttempts as number } : {}),
-    };
-    const ports = ((o.publish as string[]) ?? []).flatMap(parsePublish);
-    const spec: ServiceSpecInput = {
-      name: o.name as string,
-      mode: o.mode as ServiceSpec['mode'],
-      replicas: o.replicas as number | undefined,
-      ...(o.maxConcurrent !== undefined ? { maxConcurrent: o.maxConcurrent as number } : {}),
-      container: {
-        image,
-        args: args.length ? args : undefined,
-        env: (o.env as string[]) ?? [],
-        labels: {},
-        stopGracePeriodMs: 10_000,
-        limits: {
-          memoryBytes: o.limitMemory ? parseBytes(String(o.limitMemory)) : undefined,
-          nanoCpus: cpu(o.limitCpu),
+  scheduleOptionsOf(addHealthOptions(create)).action(
+    async (image: string, args: string[], o: Record<string, unknown>) => {
+      const cpu = (v: unknown) => (v === undefined ? undefined : parseCpus(String(v)));
+      const restart: Partial<RestartPolicy> = {
+        ...(o.restartCondition ? { condition: o.restartCondition as RestartPolicy['condition'] } : {}),
+        ...(o.restartDelay !== undefined ? { delayMs: o.restartDelay as number } : {}),
+        ...(o.restartMaxAttempts !== undefined ? { maxAttempts: o.restartMaxAttempts as number } : {}),
+      };
+      const ports = ((o.publish as string[]) ?? []).flatMap(parsePublish);
+      const health = healthFromFlags(o);
+      const spec: ServiceSpecInput = {
+        name: o.name as string,
+        mode: o.mode as ServiceSpec['mode'],
+        replicas: o.replicas as number | undefined,
+        ...(o.maxConcurrent !== undefined ? { maxConcurrent: o.maxConcurrent as number } : {}),
+        container: {
+          image,
+          args: args.length ? args : undefined,
+          env: (o.env as string[]) ?? [],
+          labels: {},
+          stopGracePeriodMs: 10_000,
+          limits: {
+            memoryBytes: o.limitMemory ? parseBytes(String(o.limitMemory)) : undefined,
+            nanoCpus: cpu(o.limitCpu),
+          },
+          ...(health ? { healthcheck: health } : {}),
         },
-      },
-      constraints: (o.constraint as string[]) ?? [],
-      preferences: ((o.placementPref as string[]) ?? []).map(parsePlacementPref),
-      reservations: {
-        memoryBytes: o.reserveMemory ? parseBytes(String(o.reserveMemory)) : 0,
-        nanoCpus: cpu(o.reserveCpu) ?? 0,
-      },
-      ...(Object.keys(restart).length > 0 ? { restartPolicy: restart } : {}),
-      ...(ports.length > 0 ? { endpoint: { ports } } : {}),
-      ...scheduleOptions(o, undefined),
-    };
-    const rec = await getClient().request<ServiceRecord>('POST', '/services', { body: spec });
-    process.stdout.write(`${rec.id}\n`);
-  });
+        constraints: (o.constraint as string[]) ?? [],
+        preferences: ((o.placementPref as string[]) ?? []).map(parsePlacementPref),
+        reservations: {
+          memoryBytes: o.reserveMemory ? parseBytes(String(o.reserveMemory)) : 0,
+          nanoCpus: cpu(o.reserveCpu) ?? 0,
+        },
+        ...(Object.keys(restart).length > 0 ? { restartPolicy: restart } : {}),
+        ...(ports.length > 0 ? { endpoint: { ports } } : {}),
+        ...scheduleOptions(o, undefined),
+      };
+      const rec = await getClient().request<ServiceRecord>('POST', '/services', { body: spec });
+      process.stdout.write(`${rec.id}\n`);
+    },
+  );
   c.command('ls')
     .description('List services')
     .addOption(formatOption())
@@ -540,7 +557,7 @@ export function serviceCommands(getClient: GetClient): Command {
     .option('--force', 'replace the tasks even if nothing changed')
     .option('--schedule <cron>', 'a new cron schedule (the service must be a job)')
     .option('--no-schedule', 'remove the schedule: no more firings (job rerun still starts a run)');
-  scheduleOptionsOf(update).action(async (ref: string, o: Record<string, unknown>) => {
+  scheduleOptionsOf(addHealthOptions(update)).action(async (ref: string, o: Record<string, unknown>) => {
     const client = getClient();
     const cur = await client.request<ServiceRecord>('GET', `/services/${enc(ref)}`);
     const env = [...cur.spec.container.env];
@@ -578,6 +595,7 @@ export function serviceCommands(getClient: GetClient): Command {
         ...(o.image ? { image: String(o.image) } : {}),
         ...(args ? { args } : {}),
         env,
+        ...healthUpdate(cur.spec.container.healthcheck, healthFromFlags(o)),
       },
       update: {
         ...cur.spec.update,

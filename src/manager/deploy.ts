@@ -53,6 +53,18 @@ export function serviceFromStack(
         ...(limits.nanoCpus ? { nanoCpus: limits.nanoCpus } : {}),
         ...(limits.pids ? { pids: limits.pids } : {}),
       },
+      ...(s.healthcheck
+        ? {
+            healthcheck: {
+              ...(s.healthcheck.test ? { test: s.healthcheck.test } : {}),
+              intervalMs: s.healthcheck.intervalMs,
+              timeoutMs: s.healthcheck.timeoutMs,
+              startPeriodMs: s.healthcheck.startPeriodMs,
+              startIntervalMs: s.healthcheck.startIntervalMs,
+              retries: s.healthcheck.retries,
+            },
+          }
+        : {}),
     },
     restartPolicy: d.restartPolicy,
     update: d.updateConfig,

@@ -34,6 +34,7 @@ export class Agent {
   private queue: Promise<void> = Promise.resolve();
   private watch?: { cancel(): Promise<void> };
   private offExit?: () => void;
+  private offHealth?: () => void;
   private readonly busy = new Set<string>();
 
   constructor(
@@ -45,6 +46,7 @@ export class Agent {
 
   async start(): Promise<void> {
     this.offExit = this.engine.containers.onExit((rec) => this.enqueue(() => this.onContainerExit(rec)));
+    this.offHealth = this.engine.containers.onHealth(() => this.enqueue(() => this.reconcile()));
     this.watch = await this.link.watchAssignments(this.nodeId, (tasks) => {
       this.tasks = new Map(tasks.map((t) => [t.id, t]));
       this.enqueue(() => this.reconcile());
@@ -53,6 +55,7 @@ export class Agent {
 
   async stop(): Promise<void> {
     this.offExit?.();
+    this.offHealth?.();
     await this.watch?.cancel();
     await this.queue;
   }
@@ -99,9 +102,15 @@ export class Agent {
       if (task.desiredState === 'ready') continue;
       const wantRunning = task.desiredState === 'running';
       if (wantRunning && !isTerminal(task.status.state)) {
+        const health = c?.config.healthcheck ? c.state.health?.status : 'healthy';
         if (!c) this.spawn(task.id, () => this.run(task));
-        else if (c.state.status === 'running' && task.status.state !== 'running') {
-          await this.report(task, 'running', { message: 'started' }, c.id);
+        else if (c.state.status === 'running' && health === 'unhealthy') {
+          this.spawn(task.id, () => this.failUnhealthy(task, c));
+        } else if (c.state.status === 'running' && task.status.state !== 'running') {
+          // with a healthcheck, a task runs once its container is healthy (as swarm's)
+          if (health === 'healthy') await this.report(task, 'running', { message: 'started' }, c.id);
+          else if (task.status.state !== 'starting')
+            await this.report(task, 'starting', { message: 'waiting for the healthcheck' }, c.id);
         } else if (c.state.status === 'exited') await this.onContainerExit(c);
       } else if (!wantRunning && c) {
         if (
@@ -163,6 +172,7 @@ export class Agent {
         stopSignal: spec.stopSignal,
         stopTimeout: Math.ceil(spec.stopGracePeriodMs / 1000),
         labels: { ...spec.labels, [TASK_LABEL]: task.id, [SERVICE_LABEL]: task.serviceName },
+        ...(spec.healthcheck ? { healthcheck: spec.healthcheck } : {}),
         resources: {
           memory: limits.memoryBytes ? String(limits.memoryBytes) : undefined,
           cpus: limits.nanoCpus ? String(limits.nanoCpus / 1e9) : undefined,
@@ -170,9 +180,10 @@ export class Agent {
         },
       });
       await this.report(task, 'ready', {}, record.id);
-      await this.report(task, 'starting', {}, record.id);
+      const waits = record.config.healthcheck ? { message: 'waiting for the healthcheck' } : {};
+      await this.report(task, 'starting', waits, record.id);
       await this.engine.containers.start(record.id);
-      await this.report(task, 'running', { message: 'started' }, record.id);
+      if (!record.config.healthcheck) await this.report(task, 'running', { message: 'started' }, record.id);
     } catch (e) {
       const err = (e as Error).message;
       const state =
@@ -181,6 +192,19 @@ export class Agent {
       const c = this.containerOf(task.id);
       if (c) await this.engine.containers.remove(c.id, { force: true }).catch(() => {});
     }
+  }
+
+  /** An unhealthy container fails its task (the restart policy replaces it) and is stopped. */
+  private async failUnhealthy(task: TaskRecord, c: ContainerRecord): Promise<void> {
+    const last = c.state.health?.log.at(-1);
+    const why = last ? `: ${last.output.trim().split('\n').at(-1) || `exit ${last.exitCode}`}` : '';
+    await this.report(
+      task,
+      'failed',
+      { err: `unhealthy container${why}`.slice(0, 300), message: 'unhealthy' },
+      c.id,
+    );
+    await this.engine.containers.stop(c.id);
   }
 
   private async onContainerExit(c: ContainerRecord): Promise<void> {
