@@ -70,6 +70,43 @@ export interface ServiceSpec {
   endpoint?: EndpointSpec;
   /** Jobs only: run on a cron schedule instead of once (see src/manager/jobs/). */
   schedule?: JobSchedule;
+  /** Networks the tasks are attached to (by network name), with extra DNS names. */
+  networks?: NetworkAttachmentSpec[];
+}
+
+export interface NetworkAttachmentSpec {
+  /** The network's name. */
+  target: string;
+  aliases?: string[];
+}
+
+/** A network (kind `networks`): its subnet and gateway are allocated once, by the manager creating it. */
+export interface NetworkRecord {
+  [key: string]: unknown;
+  id: string;
+  name: string;
+  /** overlay: one network across the hosts; bridge: a bridge on each host, not connected. */
+  driver: 'overlay' | 'bridge';
+  scope: 'swarm' | 'local';
+  subnet: string;
+  gateway: string;
+  /** Standalone containers may attach (not only services' tasks). */
+  attachable: boolean;
+  /** No way out of the network (no gateway to the outside). */
+  internal: boolean;
+  labels: Record<string, string>;
+  /** Overlay: its VXLAN network identifier. */
+  vni?: number;
+  createdAt: number;
+}
+
+/** A task's (or a service VIP's) address on one network. */
+export interface NetworkAddress {
+  networkId: string;
+  /** The network's name (for display). */
+  network: string;
+  /** CIDR form: 10.0.1.5/24. */
+  address: string;
 }
 
 /**
@@ -157,6 +194,8 @@ export interface ServiceRecord {
   updateStatus?: UpdaterState;
   /** Jobs: the current run and the schedule's progress. */
   job?: JobState;
+  /** Endpoint mode vip: the service's virtual IP on each of its networks (allocated by the leader). */
+  virtualIps?: NetworkAddress[];
 }
 
 /** A task as stored: the orchestrator's task plus what the worker needs to run it. */
@@ -169,6 +208,8 @@ export interface TaskRecord extends Task {
   containerId?: string;
   /** The service's published ports when the task was created (what its node must publish). */
   endpoint?: { ports: PortConfig[] };
+  /** The task's address on each of its service's networks (allocated by the leader at creation). */
+  attachments?: NetworkAddress[];
 }
 
 export interface NodeRecord {

@@ -41,6 +41,16 @@ export function swarmCommands(getClient: GetClient): Command {
     .option('--etcd-peer-port <port>', 'peer port of the local etcd', int('--etcd-peer-port'), 2380)
     .option('--advertise-addr <addr>', 'address other nodes reach this one at', '127.0.0.1')
     .option(
+      '--default-addr-pool <cidr>',
+      'address pool of overlay networks (repeatable; default 10.0.0.0/8)',
+      collect,
+    )
+    .option(
+      '--default-addr-pool-mask-length <n>',
+      'size of the subnets carved from the pools (default 24)',
+      int('--default-addr-pool-mask-length'),
+    )
+    .option(
       '--dispatcher-port <port>',
       'port nodes join and talk to this manager on',
       int('--dispatcher-port'),
@@ -54,6 +64,8 @@ export function swarmCommands(getClient: GetClient): Command {
           etcdPeerPort: o.etcdPeerPort,
           advertiseAddr: o.advertiseAddr,
           dispatcherPort: o.dispatcherPort,
+          defaultAddrPools: o.defaultAddrPool,
+          defaultAddrPoolMaskLength: o.defaultAddrPoolMaskLength,
         },
       });
       process.stdout.write(`Swarm initialized: current node (${r.NodeId}) is now a manager.\n`);
@@ -235,6 +247,22 @@ export function replicasText(s: ServiceRecord, c: ReplicaCounts): string {
   return s.spec.maxReplicasPerNode ? `${base} (max ${s.spec.maxReplicasPerNode} per node)` : base;
 }
 
+/** `--network NAME` or `--network name=NAME,alias=A,alias=B`. */
+export function parseNetworkFlag(v: string): { target: string; aliases?: string[] } {
+  if (!v.includes('=')) return { target: v };
+  let target = '';
+  const aliases: string[] = [];
+  for (const part of v.split(',')) {
+    const eq = part.indexOf('=');
+    const [k, val] = [part.slice(0, eq), part.slice(eq + 1)];
+    if (k === 'name' || k === 'target') target = val;
+    else if (k === 'alias') aliases.push(val);
+    else throw invalid(`invalid --network "${v}": NAME or name=NAME[,alias=ALIAS...]`);
+  }
+  if (!target) throw invalid(`invalid --network "${v}": the network's name is missing`);
+  return { target, ...(aliases.length ? { aliases } : {}) };
+}
+
 /** `service update --health-*`: the given parts over the current healthcheck; `--no-healthcheck` disables it. */
 function healthUpdate(
   current: HealthcheckRequest | undefined,
@@ -377,6 +405,11 @@ export function serviceCommands(getClient: GetClient): Command {
     )
     .option('-e, --env <KEY=VALUE>', 'environment variable', collect)
     .option(
+      '--network <network>',
+      'attach to a network: NAME or name=NAME[,alias=ALIAS...] (repeatable)',
+      collect,
+    )
+    .option(
       '--schedule <cron>',
       'run the job at each firing of a cron expression (node-cron: 5 fields, or 6 with seconds first); the mode defaults to replicated-job',
     )
@@ -439,6 +472,7 @@ export function serviceCommands(getClient: GetClient): Command {
         ...(Object.keys(restart).length > 0 ? { restartPolicy: restart } : {}),
         ...(ports.length > 0 ? { endpoint: { ports } } : {}),
         ...scheduleOptions(o, undefined),
+        ...(o.network ? { networks: (o.network as string[]).map(parseNetworkFlag) } : {}),
       };
       const rec = await getClient().request<ServiceRecord>('POST', '/services', { body: spec });
       process.stdout.write(`${rec.id}\n`);

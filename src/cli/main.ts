@@ -9,6 +9,7 @@ import { nodeCommands, serviceCommands, swarmCommands } from './cluster.js';
 import { containerCommands } from './containers.js';
 import { imageCommands } from './images.js';
 import { jobCommands } from './jobs.js';
+import { networkCommands } from './networks.js';
 import { deployCommand, stackCommands } from './stack.js';
 
 let keepRunning = false;
@@ -41,6 +42,7 @@ function buildProgram(done: (code: number) => void): Command {
   program.addCommand(nodeCommands(getClient));
   program.addCommand(serviceCommands(getClient));
   program.addCommand(jobCommands(getClient));
+  program.addCommand(networkCommands(getClient));
   program.addCommand(stackCommands(getClient));
   program.addCommand(deployCommand(getClient));
 

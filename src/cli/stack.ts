@@ -14,6 +14,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface DeployResult {
   stack: string;
+  networks: string[];
   created: string[];
   updated: string[];
   unchanged: string[];
@@ -220,6 +221,7 @@ export function deployCommand(getClient: () => Client, name = 'deploy'): Command
         const r = await client.request<DeployResult>('POST', '/stacks/deploy', {
           body: { stack, prune: !!o.prune },
         });
+        for (const n of r.networks) process.stdout.write(`Creating network ${n}\n`);
         for (const s of r.created) process.stdout.write(`Creating service ${s}\n`);
         for (const s of r.updated) process.stdout.write(`Updating service ${s}\n`);
         for (const s of r.removed) process.stdout.write(`Removing service ${s}\n`);

@@ -4,6 +4,7 @@ import { invalid, precondition } from '../api/errors.js';
 import { encodeFrame, exitFrame, Frame } from '../api/frames.js';
 import type { Engine } from '../engine/engine.js';
 import { atomicWriteJson } from '../engine/fsutil.js';
+import type { NetworkCreateRequest } from '../manager/networks.js';
 import { logTasks, managerCredentials, serviceLogsOptions, streamTaskLogs } from '../manager/serviceLogs.js';
 import type { NormalizedStack } from '../manager/stack/types.js';
 import { forgetSwarm, type InitOptions, SwarmNode } from '../manager/swarm.js';
@@ -262,6 +263,19 @@ export function registerClusterRoutes(
   app.delete<{ Params: { name: string } }>('/stacks/:name', async (req) => ({
     removed: await swarm.manager().removeStack(req.params.name),
   }));
+  app.get('/networks', async () => swarm.manager().networks.list());
+  app.post<{ Body: NetworkCreateRequest }>('/networks', async (req, reply) => {
+    const rec = await swarm.manager().networks.create(req.body ?? {});
+    reply.code(201);
+    return rec;
+  });
+  app.get<{ Params: { ref: string } }>('/networks/:ref', async (req) =>
+    swarm.manager().networks.inspect(req.params.ref),
+  );
+  app.delete<{ Params: { ref: string } }>('/networks/:ref', async (req, reply) => {
+    await swarm.manager().networks.remove(req.params.ref);
+    reply.code(204);
+  });
   app.get('/jobs', async () => swarm.manager().jobs.list());
   app.get<{ Params: { ref: string } }>('/jobs/:ref/history', async (req) =>
     swarm.manager().jobs.history(req.params.ref),

@@ -80,6 +80,10 @@ export function serviceFromStack(
     dependsOn: Object.keys(s.dependsOn).map((dep) => scopedNames.get(dep) ?? dep),
     endpoint,
     schedule: s.schedule,
+    networks: s.networks.map((n) => ({
+      target: n.name,
+      ...(n.aliases.length ? { aliases: n.aliases } : {}),
+    })),
   };
 }
 

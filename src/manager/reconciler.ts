@@ -1,7 +1,15 @@
 import { randomBytes } from 'node:crypto';
-import type { NodeRecord, ServiceRecord, ServiceSpec, TaskRecord } from '../api/cluster.js';
+import type {
+  NetworkAddress,
+  NetworkRecord,
+  NodeRecord,
+  ServiceRecord,
+  ServiceSpec,
+  TaskRecord,
+} from '../api/cluster.js';
 import { schedule } from '../scheduler/index.js';
 import type { PendingTask, RunningTask, Node as SchedNode } from '../scheduler/types.js';
+import { AddressBook } from './allocator.js';
 import { startRun } from './jobs/runs.js';
 import { reconcileGlobal, reconcileJobs, reconcileReplicated } from './orchestrator/index.js';
 import { isTerminal } from './orchestrator/states.js';
@@ -95,11 +103,17 @@ export class Reconciler {
   }
 
   private async pass(): Promise<void> {
-    const [services, tasks, nodes] = await Promise.all([
+    const [services, tasks, nodes, networks] = await Promise.all([
       this.store.list<ServiceRecord>('services'),
       this.store.list<TaskRecord>('tasks'),
       this.store.list<NodeRecord>('nodes'),
+      this.store.list<NetworkRecord>('networks'),
     ]);
+    const book = new AddressBook(
+      networks.items.map((n) => n.value),
+      services.items.map((s) => s.value),
+      tasks.items.map((t) => t.value),
+    );
     const now = Date.now();
     const nodeViews = nodes.items.map((n) => nodeView(n.value));
     const byService = new Map<string, Array<Item<TaskRecord>>>();
@@ -173,6 +187,15 @@ export class Reconciler {
       for (const t of result.create) ops.push({ op: 'create', kind: 'tasks', id: t.id, value: toRecord(t) });
       const byId = new Map(items.map((i) => [i.id, i]));
       const svcItem = services.items.find((x) => x.id === svc.id)!;
+      const vips = book.vips(svc);
+      if (vips)
+        ops.push({
+          op: 'update',
+          kind: 'services',
+          id: svc.id,
+          value: { ...svc, virtualIps: vips },
+          expectedVersion: svcItem.version,
+        });
       const upd = this.rollingUpdate(svcItem, current, byId, toRecord, now);
       ops.push(...upd.ops);
       if (upd.wakeAt !== undefined) wake = Math.min(wake ?? Number.POSITIVE_INFINITY, upd.wakeAt);
@@ -202,7 +225,7 @@ export class Reconciler {
       await this.commit(ops);
       return; // the watch brings the next pass, on the new snapshot
     }
-    const scheduled = await this.schedulePending(tasks.items, nodes.items, services.items, now);
+    const scheduled = await this.schedulePending(tasks.items, nodes.items, services.items, book, now);
     if (scheduled.wake !== undefined) wake = Math.min(wake ?? Number.POSITIVE_INFINITY, scheduled.wake);
     if (wake !== undefined && Number.isFinite(wake)) this.loop.wakeAt(wake);
   }
@@ -331,10 +354,13 @@ export class Reconciler {
     tasks: Array<Item<TaskRecord>>,
     nodes: Array<Item<NodeRecord>>,
     services: Array<Item<ServiceRecord>>,
+    book: AddressBook,
     now: number,
   ): Promise<{ wake?: number }> {
     let wake: number | undefined;
     const pending: Array<Item<TaskRecord>> = [];
+    const specs = new Map(services.map((s) => [s.id, s.value.spec]));
+    const ops: TxnOp[] = [];
     for (const it of tasks) {
       const t = it.value;
       if (t.status.state !== 'pending' || t.desiredState !== 'running') continue;
@@ -342,10 +368,33 @@ export class Reconciler {
         wake = Math.min(wake ?? Number.POSITIVE_INFINITY, t.notBefore);
         continue;
       }
+      // its addresses first (kept from now on); none free: it waits, saying why
+      const spec = specs.get(t.serviceId);
+      if (spec?.networks?.length && !t.attachments) {
+        let attachments: NetworkAddress[];
+        try {
+          attachments = book.attach(spec);
+        } catch (e) {
+          const why = (e as Error).message;
+          if (t.status.message !== why)
+            ops.push({
+              op: 'update',
+              kind: 'tasks',
+              id: it.id,
+              value: { ...t, status: { ...t.status, message: why } },
+              expectedVersion: it.version,
+            });
+          continue;
+        }
+        pending.push({ ...it, value: { ...t, attachments } });
+        continue;
+      }
       pending.push(it);
     }
-    if (pending.length === 0) return { wake };
-    const specs = new Map(services.map((s) => [s.id, s.value.spec]));
+    if (pending.length === 0) {
+      if (ops.length) await this.commit(ops);
+      return { wake };
+    }
     const schedNodes = schedulerNodes(
       nodes.map((n) => n.value),
       tasks.map((t) => t.value),
@@ -353,7 +402,6 @@ export class Reconciler {
     const toSchedule = pending.map(({ value: t }) => pendingTask(t, specs.get(t.serviceId)));
     const plan = schedule({ nodes: schedNodes }, toSchedule, { seed: this.opts.seed ?? now });
     const byId = new Map(pending.map((p) => [p.id, p]));
-    const ops: TxnOp[] = [];
     for (const a of plan.assignments) {
       const it = byId.get(a.taskId)!;
       ops.push({

@@ -73,6 +73,18 @@ export function normalizeServiceSpec(input: ServiceSpecInput): ServiceSpec {
     return { spread: r.value };
   });
   const endpoint = normalizeEndpoint(input.endpoint);
+  const networks = (input.networks ?? []).map((a) => {
+    const target = a?.target;
+    if (typeof target !== 'string' || !NAME_RE.test(target))
+      throw invalid(`invalid network ${JSON.stringify(target)}: a network name`);
+    const aliases = a.aliases ?? [];
+    for (const alias of aliases)
+      if (typeof alias !== 'string' || !NAME_RE.test(alias))
+        throw invalid(
+          `invalid alias ${JSON.stringify(alias)} on network ${target}: letters, digits, '_', '.', '-'`,
+        );
+    return { target, ...(aliases.length ? { aliases } : {}) };
+  });
   const container = input.container ?? { image, env: [], labels: {}, stopGracePeriodMs: 10_000, limits: {} };
   return {
     name,
@@ -97,6 +109,7 @@ export function normalizeServiceSpec(input: ServiceSpecInput): ServiceSpec {
     ...(input.dependsOn?.length ? { dependsOn: input.dependsOn } : {}),
     ...(endpoint ? { endpoint } : {}),
     ...(schedule ? { schedule } : {}),
+    ...(networks.length ? { networks } : {}),
   };
 }
 

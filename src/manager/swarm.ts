@@ -8,6 +8,7 @@ import type { NodeRecord, ServiceRecord, ServiceSpec, TaskRecord } from '../api/
 import { conflict, invalid, notFound, precondition } from '../api/errors.js';
 import type { Engine } from '../engine/engine.js';
 import { atomicWriteJson } from '../engine/fsutil.js';
+import { type AddressPool, checkPools, DEFAULT_SWARM_POOLS } from '../network/ipam.js';
 import { VERSION } from '../version.js';
 import { Agent } from '../worker/agent.js';
 import { NodeApi } from '../worker/nodeApi.js';
@@ -28,6 +29,7 @@ import { JobApi } from './jobs/api.js';
 import { JobRunner } from './jobs/runner.js';
 import { NodeMonitor } from './liveness.js';
 import { LocalLink } from './localLink.js';
+import { NetworkApi } from './networks.js';
 import { Reconciler } from './reconciler.js';
 import { normalizeServiceSpec } from './serviceSpec.js';
 import type { NormalizedStack } from './stack/types.js';
@@ -58,6 +60,10 @@ export interface SwarmState {
 }
 
 export interface InitOptions {
+  /** Overlay networks' subnets are carved out of these (default 10.0.0.0/8). */
+  defaultAddrPools?: string[];
+  /** The size of those subnets (default 24). */
+  defaultAddrPoolMaskLength?: number;
   etcdEndpoints?: string[];
   etcdClientPort?: number;
   etcdPeerPort?: number;
@@ -87,6 +93,8 @@ export class SwarmNode {
   onDemoted?: () => void;
   /** Jobs: their runs, history and reruns. */
   readonly jobs: JobApi;
+  /** Networks: create, list, inspect, remove. */
+  readonly networks: NetworkApi;
 
   private constructor(
     private readonly engine: Engine,
@@ -95,6 +103,14 @@ export class SwarmNode {
     private readonly etcd: EtcdSupervisor | undefined,
     private readonly log: (m: string) => void,
   ) {
+    this.networks = new NetworkApi(
+      store,
+      { services: () => this.services(), tasks: () => this.tasks() },
+      async () => {
+        const c = await this.store.get<ClusterWithSecrets>('cluster', 'swarm');
+        return (c.value.addressPools as AddressPool[] | undefined) ?? DEFAULT_SWARM_POOLS;
+      },
+    );
     this.jobs = new JobApi(store, {
       service: (ref) => this.service(ref),
       services: () => this.services(),
@@ -119,6 +135,13 @@ export class SwarmNode {
     }
     const advertise = opts.advertiseAddr ?? '127.0.0.1';
     const clientPort = opts.etcdClientPort ?? 2379;
+    if (opts.defaultAddrPoolMaskLength !== undefined && !opts.defaultAddrPools?.length)
+      throw invalid('--default-addr-pool-mask-length needs --default-addr-pool');
+    const pools = opts.defaultAddrPools?.length
+      ? checkPools(
+          opts.defaultAddrPools.map((base) => ({ base, size: opts.defaultAddrPoolMaskLength ?? 24 })),
+        )
+      : undefined;
     const state: SwarmState = {
       role: 'manager',
       dispatcher: { host: advertise, port: opts.dispatcherPort ?? DEFAULT_DISPATCHER_PORT },
@@ -174,6 +197,7 @@ export class SwarmNode {
       const cluster: ClusterWithSecrets = {
         id: state.clusterId,
         createdAt: Date.now(),
+        ...(pools ? { addressPools: pools } : {}),
         ca,
         ...(etcdCa ? { etcdCa } : {}),
         secrets: {
@@ -692,6 +716,7 @@ export class SwarmNode {
       throw conflict(`a service named "${spec.name}" already exists`);
     }
     assertIngressPortsFree(spec, all);
+    await this.networks.checkAttachments((spec.networks ?? []).map((a) => a.target));
     const { next, ops } = this.jobs.created(rec, now);
     await this.store.txn([{ op: 'create', kind: 'services', id: rec.id, value: next }, ...ops]);
     return next;
@@ -732,6 +757,7 @@ export class SwarmNode {
         spec,
         (await this.services()).filter((s) => s.id !== svc.id),
       );
+      await this.networks.checkAttachments((spec.networks ?? []).map((a) => a.target));
       // scaling (and a job's concurrency and schedule) is not a change of what the tasks run
       const taskSpec = (x: ServiceSpec) =>
         JSON.stringify({ ...x, replicas: 0, maxConcurrent: undefined, schedule: undefined });
@@ -780,12 +806,35 @@ export class SwarmNode {
     const existing = (await this.services()).filter((s) => s.spec.labels[STACK_LABEL] === stack.name);
     const result = {
       stack: stack.name,
+      networks: [] as string[],
       created: [] as string[],
       updated: [] as string[],
       unchanged: [] as string[],
       removed: [] as string[],
     };
     for (const spec of specs) normalizeServiceSpec(spec); // refuse the whole deploy before changing anything
+    // the stack's networks first: external ones must exist, the others are created when missing
+    const have = new Set((await this.networks.list()).map((n) => n.name));
+    const nets = Object.values(stack.networks ?? {});
+    for (const n of nets)
+      if (n.external && !have.has(n.name))
+        throw notFound(
+          `network "${n.name}" is declared as external, but could not be found: create it with \`tsswarm network create\``,
+        );
+    for (const n of nets) {
+      if (n.external || have.has(n.name)) continue;
+      const pool = n.ipam.config[0];
+      await this.networks.create({
+        name: n.name,
+        driver: n.driver,
+        ...(pool?.subnet ? { subnet: pool.subnet } : {}),
+        ...(pool?.gateway ? { gateway: pool.gateway } : {}),
+        attachable: n.attachable,
+        internal: n.internal,
+        labels: { ...n.labels, [STACK_LABEL]: stack.name },
+      });
+      result.networks.push(n.name);
+    }
     for (const spec of specs) {
       const cur = existing.find((s) => s.spec.name === spec.name);
       if (!cur) {
@@ -828,6 +877,9 @@ export class SwarmNode {
     const mine = (await this.services()).filter((s) => s.spec.labels[STACK_LABEL] === name);
     if (mine.length === 0) throw notFound(`no such stack: ${name}`);
     for (const s of mine) await this.removeService(s.id);
+    // and the networks the stack created (Docker removes them too)
+    for (const n of await this.networks.list())
+      if (n.labels[STACK_LABEL] === name) await this.networks.remove(n.id).catch(() => {});
     return mine.map((s) => s.spec.name);
   }
 

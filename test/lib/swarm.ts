@@ -8,11 +8,12 @@ type Tap = Parameters<typeof startTestDaemon>[0] & {
   equal(found: unknown, wanted: unknown, msg: string): unknown;
 };
 
-/** `swarm init` on free ports (several test daemons share the host's network). */
-export async function initSwarm(t: Tap, d: TestDaemon): Promise<void> {
+/** `swarm init` on free ports (several test daemons share the host's network), with `extra` options. */
+export async function initSwarm(t: Tap, d: TestDaemon, extra: string[] = []): Promise<void> {
   const init = await d.cli([
     'swarm',
     'init',
+    ...extra,
     '--etcd-client-port',
     String(await freePort()),
     '--etcd-peer-port',

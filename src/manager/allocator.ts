@@ -1,0 +1,81 @@
+/**
+ * The leader's address allocator for one reconciler pass: service VIPs and task attachments on
+ * their networks. In use on a network: its gateway, every service's VIP there, and the address
+ * of every task that has not ended. New addresses are taken from the network's subnet (lowest
+ * free first) and stored with the task or service, so a new leader keeps them.
+ */
+import type {
+  NetworkAddress,
+  NetworkRecord,
+  ServiceRecord,
+  ServiceSpec,
+  TaskRecord,
+} from '../api/cluster.js';
+import { allocateAddress } from '../network/ipam.js';
+import { isTerminal } from './orchestrator/states.js';
+
+const bare = (cidr: string) => cidr.split('/')[0]!;
+
+export class AddressBook {
+  private readonly used = new Map<string, Set<string>>();
+  private readonly byName = new Map<string, NetworkRecord>();
+
+  constructor(
+    networks: readonly NetworkRecord[],
+    services: readonly ServiceRecord[],
+    tasks: readonly TaskRecord[],
+  ) {
+    for (const n of networks) {
+      this.byName.set(n.name, n);
+      this.used.set(n.id, new Set([n.gateway]));
+    }
+    for (const s of services)
+      for (const v of s.virtualIps ?? []) this.used.get(v.networkId)?.add(bare(v.address));
+    for (const t of tasks) {
+      if (isTerminal(t.status.state)) continue;
+      for (const a of t.attachments ?? []) this.used.get(a.networkId)?.add(bare(a.address));
+    }
+  }
+
+  private take(n: NetworkRecord): NetworkAddress {
+    const used = this.used.get(n.id)!;
+    const ip = allocateAddress(n.subnet, used, { reserved: [n.gateway], label: n.name });
+    used.add(ip);
+    return { networkId: n.id, network: n.name, address: `${ip}/${n.subnet.split('/')[1]}` };
+  }
+
+  /** A new task's address on each network of its service (throws when a subnet is full). */
+  attach(spec: ServiceSpec): NetworkAddress[] {
+    const out: NetworkAddress[] = [];
+    for (const a of spec.networks ?? []) {
+      const n = this.byName.get(a.target);
+      if (n) out.push(this.take(n));
+    }
+    return out;
+  }
+
+  /**
+   * The service's VIPs as they should be: one per network in endpoint mode vip (kept when
+   * already there), none in dnsrr; undefined when nothing changes.
+   */
+  vips(svc: ServiceRecord): NetworkAddress[] | undefined {
+    const want = (svc.spec.endpoint?.mode ?? 'vip') === 'vip' ? (svc.spec.networks ?? []) : [];
+    const have = svc.virtualIps ?? [];
+    const next: NetworkAddress[] = [];
+    for (const a of want) {
+      const n = this.byName.get(a.target);
+      if (!n) continue;
+      const kept = have.find((v) => v.networkId === n.id);
+      if (kept) next.push(kept);
+      else {
+        try {
+          next.push(this.take(n));
+        } catch {
+          // a full subnet: the service goes without a VIP there until an address is free
+        }
+      }
+    }
+    const same = next.length === have.length && next.every((v, i) => v.address === have[i]?.address);
+    return same ? undefined : next;
+  }
+}
