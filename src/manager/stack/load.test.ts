@@ -725,8 +725,15 @@ t.test('the stack files in stacks/ pass', async (t) => {
   const jobs = await loadStack(join(repo, 'stacks/jobs.yml'), { name: 'jobs', env: {} });
   t.same(
     Object.values(jobs.stack.services).map((s) => s.deploy.mode),
-    ['global', 'replicated-job'],
+    ['global', 'replicated-job', 'replicated-job'],
   );
+  t.same(jobs.stack.services.cleanup!.schedule, {
+    cron: '*/5 * * * *',
+    timezone: 'Europe/Berlin',
+    concurrency: 'forbid',
+    history: 10,
+    missed: 'run-once',
+  });
 });
 
 t.test('bad stack names are refused', async (t) => {
