@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import type { NetworkRecord, ServiceRecord, TaskRecord } from '../src/api/cluster.js';
+import type { Instance } from '../src/discovery/instances.js';
 import type { NetworkDetails } from '../src/manager/networks.js';
 import { loadTestImages } from './lib/fixtures.js';
 import { startTestDaemon } from './lib/harness.js';
@@ -49,7 +50,10 @@ t.test('networks: pools, subnets and gateways; task and VIP addresses; stacks; b
         ['--subnet', '10.77.1.128/25', 'x1'],
         /subnet 10\.77\.1\.128\/25 overlaps network back \(10\.77\.1\.0\/24\)/,
       ],
-      [['--subnet', '127.0.0.0/24', 'x2'], /subnet 127\.0\.0\.0\/24 overlaps an address of this host \(lo\)/],
+      [
+        ['--subnet', '127.0.0.0/24', 'x2'],
+        /subnet 127\.0\.0\.0\/24 overlaps an address of this host on lo \(127\.0\.0\.1\/32\)/,
+      ],
       [
         ['--subnet', '10.98.0.7/24', 'x3'],
         /invalid subnet "10\.98\.0\.7\/24": did you mean 10\.98\.0\.0\/24\?/,
@@ -115,6 +119,13 @@ t.test('networks: pools, subnets and gateways; task and VIP addresses; stacks; b
       );
       t.equal(new Set(on('front')).size, 3, 'distinct');
       t.notOk(on('front').includes('10.77.0.1/24'), 'never the gateway');
+      const found = await cliJson<Instance[]>(d, ['lookup', 'web']);
+      t.same(
+        found.map((i) => `${i.address}/24`).sort(),
+        on('front').sort(),
+        'lookup: the healthy instances at their first network address',
+      );
+      t.ok(found.every((i) => i.healthy && i.network === 'front'));
       const svc = (await cliJsonRaw<ServiceRecord[]>(['service', 'inspect', 'web']))[0]!;
       t.same(svc.spec.networks, [{ target: 'front' }, { target: 'back', aliases: ['api'] }]);
       const vips = await until(

@@ -9,6 +9,7 @@ import { nodeCommands, serviceCommands, swarmCommands } from './cluster.js';
 import { containerCommands } from './containers.js';
 import { imageCommands } from './images.js';
 import { jobCommands } from './jobs.js';
+import { lookupCommand } from './lookup.js';
 import { networkCommands } from './networks.js';
 import { deployCommand, stackCommands } from './stack.js';
 
@@ -43,6 +44,7 @@ function buildProgram(done: (code: number) => void): Command {
   program.addCommand(serviceCommands(getClient));
   program.addCommand(jobCommands(getClient));
   program.addCommand(networkCommands(getClient));
+  program.addCommand(lookupCommand(getClient));
   program.addCommand(stackCommands(getClient));
   program.addCommand(deployCommand(getClient));
 

@@ -263,6 +263,10 @@ export function registerClusterRoutes(
   app.delete<{ Params: { name: string } }>('/stacks/:name', async (req) => ({
     removed: await swarm.manager().removeStack(req.params.name),
   }));
+  app.get<{ Params: { ref: string }; Querystring: { all?: string } }>(
+    '/services/:ref/instances',
+    async (req) => swarm.manager().lookup(req.params.ref, { all: req.query.all === '1' }),
+  );
   app.get('/networks', async () => swarm.manager().networks.list());
   app.post<{ Body: NetworkCreateRequest }>('/networks', async (req, reply) => {
     const rec = await swarm.manager().networks.create(req.body ?? {});

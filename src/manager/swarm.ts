@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import type { NodeRecord, ServiceRecord, ServiceSpec, TaskRecord } from '../api/cluster.js';
 import { conflict, invalid, notFound, precondition } from '../api/errors.js';
+import { type Instance, instancesOf, type LookupOptions } from '../discovery/instances.js';
 import type { Engine } from '../engine/engine.js';
 import { atomicWriteJson } from '../engine/fsutil.js';
 import { type AddressPool, checkPools, DEFAULT_SWARM_POOLS } from '../network/ipam.js';
@@ -687,6 +688,13 @@ export class SwarmNode {
     if (!serviceRef) return all;
     const svc = await this.service(serviceRef);
     return all.filter((t) => t.serviceId === svc.id);
+  }
+
+  /** `lookup`: a service's instances from the cluster state (the embedded discovery backend). */
+  async lookup(ref: string, opts: LookupOptions = {}): Promise<Instance[]> {
+    const svc = await this.service(ref);
+    const [tasks, nodes] = await Promise.all([this.tasks(), this.nodes()]);
+    return instancesOf(svc, tasks, nodes, opts);
   }
 
   /** By id, unique id prefix or name. */

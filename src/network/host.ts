@@ -22,7 +22,7 @@ interface IpRoute {
   dev?: string;
 }
 
-/** Addresses (as /32 and as their subnet) and routes of this host, IPv4. */
+/** Addresses (as /32) and routes (a link's subnet is one) of this host, IPv4. */
 export async function hostNetworks(): Promise<HostNetwork[]> {
   const [addrs, routes] = await Promise.all([
     ipJson<IpAddr[]>(['-4', 'addr']),
@@ -32,12 +32,12 @@ export async function hostNetworks(): Promise<HostNetwork[]> {
   for (const a of addrs)
     for (const i of a.addr_info ?? []) {
       if (i.family !== 'inet') continue;
-      out.push({ cidr: `${i.local}/32`, what: `an address of this host (${a.ifname})` });
+      out.push({ cidr: `${i.local}/32`, what: `an address of this host on ${a.ifname}` });
     }
   for (const r of routes) {
     if (r.dst === 'default') continue;
     const cidr = r.dst.includes('/') ? r.dst : `${r.dst}/32`;
-    out.push({ cidr, what: `a route of this host${r.dev ? ` (${r.dev})` : ''}` });
+    out.push({ cidr, what: `a route of this host${r.dev ? ` via ${r.dev}` : ''}` });
   }
   return out;
 }
