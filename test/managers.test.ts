@@ -339,7 +339,14 @@ t.test(
         workerBefore.every((id) => workerAfter.includes(id)),
         "the worker's containers kept running while its session moved to another manager",
       );
-      t.equal((await h(survivor).cli(['service', 'scale', 'web=6'])).code, 0, 'the new leader acts');
+      // the new leader acts (a call in the middle of etcd's own election may be refused: retried)
+      const scaled = await until(
+        'web scaled to 6 through a surviving manager',
+        () => h(survivor).cli(['service', 'scale', 'web=6']),
+        (r) => r.code === 0,
+        30_000,
+      );
+      t.equal(scaled.code, 0, scaled.stderr);
       const failover = Date.now();
       const beats = await until(
         'beat fired three times more under the new leader',

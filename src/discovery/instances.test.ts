@@ -19,6 +19,9 @@ const task = (id: string, slot: number, state: string, over: Partial<TaskRecord>
   ({
     id,
     serviceId: 's1',
+    serviceName: 'app_web',
+    container: { labels: { 'org.tsswarm.stack.namespace': 'app' } },
+    endpoint: { ports: [{ target: 80, published: 8080, protocol: 'tcp', mode: 'ingress' }] },
     slot,
     nodeId: slot % 2 ? 'n1' : 'n2',
     specVersion: 2,

@@ -35,6 +35,39 @@ export interface LookupOptions {
   all?: boolean;
 }
 
+/** One task as an instance (its node's address stands in when it has no network). */
+export function taskInstance(
+  t: TaskRecord,
+  node: Pick<NodeRecord, 'id' | 'address' | 'hostname'> | undefined,
+): Instance {
+  const attachment = t.attachments?.[0];
+  const port = t.endpoint?.ports[0]?.target;
+  const stack = t.container.labels[STACK_LABEL];
+  const nodeId = t.nodeId ?? node?.id ?? '';
+  return {
+    id: t.id,
+    service: t.serviceName,
+    address: attachment ? attachment.address.split('/')[0]! : (node?.address ?? ''),
+    ...(attachment ? { network: attachment.network } : {}),
+    ...(port !== undefined ? { port } : {}),
+    node: nodeId,
+    ...(node?.hostname ? { hostname: node.hostname } : {}),
+    ...(t.slot !== undefined ? { slot: t.slot } : {}),
+    healthy: t.status.state === 'running',
+    state: t.status.state,
+    meta: {
+      ...(stack ? { stack } : {}),
+      service: t.serviceName,
+      node: nodeId,
+      version: String(t.specVersion),
+    },
+  };
+}
+
+/** A task wanted up and not ended, on a node: what discovery lists (healthy or not). */
+export const isListed = (t: TaskRecord): boolean =>
+  t.desiredState === 'running' && !isTerminal(t.status.state) && t.nodeId !== undefined;
+
 /** The instances of a service, healthy ones only unless `all`, ordered by slot (or node). */
 export function instancesOf(
   svc: ServiceRecord,
@@ -43,35 +76,9 @@ export function instancesOf(
   opts: LookupOptions = {},
 ): Instance[] {
   const byNode = new Map(nodes.map((n) => [n.id, n]));
-  const out: Instance[] = [];
-  for (const t of tasks) {
-    if (t.serviceId !== svc.id || t.desiredState !== 'running' || isTerminal(t.status.state) || !t.nodeId)
-      continue;
-    const healthy = t.status.state === 'running';
-    if (!healthy && !opts.all) continue;
-    const node = byNode.get(t.nodeId);
-    const attachment = t.attachments?.[0];
-    const address = attachment ? attachment.address.split('/')[0]! : (node?.address ?? '');
-    const port = svc.spec.endpoint?.ports[0]?.target;
-    const stack = svc.spec.labels[STACK_LABEL];
-    out.push({
-      id: t.id,
-      service: svc.spec.name,
-      address,
-      ...(attachment ? { network: attachment.network } : {}),
-      ...(port !== undefined ? { port } : {}),
-      node: t.nodeId,
-      ...(node?.hostname ? { hostname: node.hostname } : {}),
-      ...(t.slot !== undefined ? { slot: t.slot } : {}),
-      healthy,
-      state: t.status.state,
-      meta: {
-        ...(stack ? { stack } : {}),
-        service: svc.spec.name,
-        node: t.nodeId,
-        version: String(t.specVersion),
-      },
-    });
-  }
-  return out.sort((a, b) => (a.slot ?? 0) - (b.slot ?? 0) || a.node.localeCompare(b.node));
+  return tasks
+    .filter((t) => t.serviceId === svc.id && isListed(t))
+    .map((t) => taskInstance(t, byNode.get(t.nodeId!)))
+    .filter((i) => i.healthy || opts.all)
+    .sort((a, b) => (a.slot ?? 0) - (b.slot ?? 0) || a.node.localeCompare(b.node));
 }
