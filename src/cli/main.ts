@@ -1,7 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { Client, DEFAULT_SOCKET, parseTarget } from '../api/client.js';
 import { TsswarmError } from '../api/errors.js';
-import { startDaemon } from '../daemon/server.js';
 import { cleanupPrefix, TEST_PREFIX } from '../engine/cleanup.js';
 import { DEFAULT_DATA_ROOT } from '../engine/engine.js';
 import { VERSION } from '../version.js';
@@ -73,6 +72,8 @@ function buildProgram(done: (code: number) => void): Command {
       }) => {
         keepRunning = true;
         const log = (m: string) => process.stderr.write(`${new Date().toISOString()} ${m}\n`);
+        // loaded here only: the daemon's modules (fastify, etcd3, x509, …) would slow every CLI call
+        const { startDaemon } = await import('../daemon/server.js');
         const d = await startDaemon({
           dataRoot: o.dataRoot,
           socket: o.socket,
