@@ -114,12 +114,14 @@ t.test(
           ['sh', '-c', 'trap "exit 0" TERM; sleep 30 & wait'],
         );
         await create('pile', [...every2, '--schedule-concurrency', 'allow'], ['sleep', '5']);
+        await create('short', ['--schedule', '*/2 * * * * *', '--schedule-history', '2'], ['true']);
 
         const ls = await cliJson<JobSummary[]>(d, ['job', 'ls']);
         t.match(
           ls.map((j) => [j.name, j.schedule?.concurrency]),
           [
             ['pile', 'allow'],
+            ['short', 'forbid'],
             ['slow', 'forbid'],
             ['swap', 'replace'],
             ['tick', 'forbid'],
@@ -210,13 +212,30 @@ t.test(
             new Set(ts.filter((x) => x.desiredState === 'running').map((x) => x.jobIteration)).size <= 1,
         );
 
+        // history 2: older runs (and their tasks) are pruned
+        const short = await until(
+          'short pruned to its last two runs',
+          () => history(d, 'short'),
+          (h) => (runsOf(h)[0]?.iteration ?? 0) >= 4 && runsOf(h).length === 2,
+        );
+        t.same(
+          runsOf(short).map((r) => r.iteration),
+          [runsOf(short)[0]!.iteration, runsOf(short)[0]!.iteration! - 1],
+          'the two newest runs are kept',
+        );
+        await until(
+          'the tasks of pruned runs are gone',
+          () => tasksOf(d, 'short'),
+          (ts) => ts.every((x) => x.jobIteration! >= runsOf(short)[1]!.iteration! - 1),
+        );
+
         const table = await d.cli(['job', 'ls']);
         t.match(
           table.stdout,
           /^NAME\s+MODE\s+SCHEDULE\s+RUN\s+STATUS\s+PROGRESS\s+OK\/FAILED\/SKIPPED\s+NEXT\n/,
         );
         t.match(table.stdout, /\ntick\s+replicated-job\s+\*\/2 \* \* \* \* \* \(UTC\)\s+\d+\s/);
-        for (const s of ['tick', 'slow', 'swap', 'pile'])
+        for (const s of ['tick', 'slow', 'swap', 'pile', 'short'])
           t.equal((await d.cli(['service', 'rm', s])).code, 0);
         const gone = await d.cli(['job', 'history', 'tick']);
         t.match(gone.stderr, /no such service: tick/);

@@ -289,8 +289,14 @@ t.test(
       const leaderId = nodes.find((n) => n.managerStatus === 'leader')!.id;
       const dead = indexOf(leaderId);
       const survivor = [1, 2, 3].find((i) => i !== dead)!;
+      // web's containers (those of services removed earlier may still be stopping)
       const onWorker = async () =>
-        JSON.parse((await h(4).cli(['container', 'ps', '--format', 'json'])).stdout) as Array<{ Id: string }>;
+        (
+          JSON.parse((await h(4).cli(['container', 'ps', '--format', 'json'])).stdout) as Array<{
+            Id: string;
+            Config: { labels: Record<string, string> };
+          }>
+        ).filter((c) => c.Config.labels['org.tsswarm.service.name'] === 'web');
       const workerBefore = (await onWorker()).map((c) => c.Id).sort();
       // a schedule firing every 2 s goes on through the failover
       const beat = await h(survivor).cli([
