@@ -1,18 +1,20 @@
 /**
  * The leader's address allocator for one reconciler pass: service VIPs and task attachments on
  * their networks. In use on a network: its gateway, every service's VIP there, and the address
- * of every task that has not ended. New addresses are taken from the network's subnet (lowest
+ * of every task that has not ended, except a task being stopped on a node that is down (it
+ * cannot report its end; its node stops it when it is back). New addresses are taken from the network's subnet (lowest
  * free first) and stored with the task or service, so a new leader keeps them.
  */
 import type {
   NetworkAddress,
   NetworkRecord,
+  NodeRecord,
   ServiceRecord,
   ServiceSpec,
   TaskRecord,
 } from '../api/cluster.js';
 import { allocateAddress } from '../network/ipam.js';
-import { isTerminal } from './orchestrator/states.js';
+import { isDesiredUp, isTerminal } from './orchestrator/states.js';
 
 const bare = (cidr: string) => cidr.split('/')[0]!;
 
@@ -24,7 +26,9 @@ export class AddressBook {
     networks: readonly NetworkRecord[],
     services: readonly ServiceRecord[],
     tasks: readonly TaskRecord[],
+    nodes: readonly NodeRecord[],
   ) {
+    const down = new Set(nodes.filter((n) => n.status === 'down').map((n) => n.id));
     for (const n of networks) {
       this.byName.set(n.name, n);
       this.used.set(n.id, new Set([n.gateway]));
@@ -33,6 +37,7 @@ export class AddressBook {
       for (const v of s.virtualIps ?? []) this.used.get(v.networkId)?.add(bare(v.address));
     for (const t of tasks) {
       if (isTerminal(t.status.state)) continue;
+      if (!isDesiredUp(t.desiredState) && t.nodeId !== undefined && down.has(t.nodeId)) continue;
       for (const a of t.attachments ?? []) this.used.get(a.networkId)?.add(bare(a.address));
     }
   }

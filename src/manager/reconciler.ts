@@ -113,6 +113,7 @@ export class Reconciler {
       networks.items.map((n) => n.value),
       services.items.map((s) => s.value),
       tasks.items.map((t) => t.value),
+      nodes.items.map((n) => n.value),
     );
     const now = Date.now();
     const nodeViews = nodes.items.map((n) => nodeView(n.value));
