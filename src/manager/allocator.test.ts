@@ -58,7 +58,11 @@ t.test('VIPs: one per network in vip mode, none in dnsrr, none when the subnet i
   } as unknown as ServiceRecord;
   t.same(book.vips(dnsrr), [], 'dnsrr drops it');
   for (let i = 0; i < 4; i++) book.attach(spec);
-  t.equal(book.vips({ spec } as ServiceRecord), undefined, 'a full subnet: no VIP (nothing changes), no error');
+  t.equal(
+    book.vips({ spec } as ServiceRecord),
+    undefined,
+    'a full subnet: no VIP (nothing changes), no error',
+  );
   t.same(
     book.attach({ networks: [{ target: 'gone' }] } as ServiceSpec),
     [],

@@ -6,7 +6,7 @@
  */
 import type { JobRunRecord, JobSchedule, NodeRecord, ServiceRecord, TaskRecord } from '../../api/cluster.js';
 import { precondition } from '../../api/errors.js';
-import { type JobProgress, reconcileJobs } from '../orchestrator/jobs.js';
+import { type JobProgress, jobProgress } from '../orchestrator/jobs.js';
 import { nodeView, serviceView } from '../reconciler.js';
 import { isJob } from '../serviceSpec.js';
 import type { Item, Store, TxnOp } from '../store/types.js';
@@ -143,7 +143,7 @@ export class JobApi {
           .filter((r) => r.serviceId === s.id)
           .sort((a, b) => b.seq - a.seq);
         const mine = tasks.filter((t) => t.serviceId === s.id);
-        const progress = reconcileJobs(serviceView(s), mine, views, now, () => 'probe').progress;
+        const progress = jobProgress(serviceView(s), mine, views, now);
         const counts = { succeeded: 0, failed: 0, replaced: 0, skipped: 0 };
         for (const r of records) if (r.result !== 'running') counts[r.result]++;
         const current = records.find((r) => r.iteration === iteration && iteration > 0);

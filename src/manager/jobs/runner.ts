@@ -13,7 +13,7 @@
  *   removed services are deleted.
  */
 import type { JobRunRecord, NodeRecord, ServiceRecord, TaskRecord } from '../../api/cluster.js';
-import { reconcileJobs } from '../orchestrator/jobs.js';
+import { jobProgress } from '../orchestrator/jobs.js';
 import { isLive } from '../orchestrator/states.js';
 import type { NodeView, Task } from '../orchestrator/types.js';
 import { commitPass, PassLoop } from '../passLoop.js';
@@ -120,7 +120,7 @@ export class JobRunner {
     const job = svc.job!;
     const view = serviceView(svc);
     const progressOf = (iteration: number) =>
-      reconcileJobs({ ...view, jobIteration: iteration }, mine, nodes, now, () => 'probe').progress;
+      jobProgress({ ...view, jobIteration: iteration }, mine, nodes, now);
     const current = job.iteration > 0 ? progressOf(job.iteration) : undefined;
     const ops: TxnOp[] = [];
     const touched = new Set<string>();

@@ -152,3 +152,13 @@ function globalJob(plan: Plan, tasks: Task[], nodes: readonly NodeView[]): JobPr
   }
   return { total, succeeded, failed, running, done: running === 0 && succeeded + failed >= total };
 }
+
+/** Where a run of a job stands (its view's job iteration), without planning anything. */
+export function jobProgress(
+  service: ServiceView,
+  tasks: readonly Task[],
+  nodes: readonly NodeView[],
+  now: number,
+): JobProgress {
+  return reconcileJobs(service, tasks, nodes, now, () => 'probe').progress;
+}
