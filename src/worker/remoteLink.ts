@@ -142,7 +142,7 @@ export class RemoteLink implements ManagerLink {
           Math.max(2000, 2 * intervalMs), // a slow answer is not yet a dead manager
         );
         failures = 0;
-        this.onHeartbeat?.(a);
+        if (!this.closed) this.onHeartbeat?.(a); // an answer after cancel is not heard
       } catch (e) {
         if (this.closed) return;
         this.failover(`heartbeat failed: ${(e as Error).message}`);

@@ -23,6 +23,10 @@ export class WorkerNode {
   onPromoted?: () => void;
   /** Serves this node's task logs to managers (`service logs`). */
   private nodeApi?: NodeApi;
+  /** Set once the node leaves or closes: a late heartbeat answer then writes nothing. */
+  private closed = false;
+  /** The last write of swarm.json a heartbeat answer started. */
+  private saving: Promise<void> = Promise.resolve();
 
   private constructor(
     private readonly dataRoot: string,
@@ -91,10 +95,14 @@ export class WorkerNode {
 
   /** A heartbeat answer: the managers as they are now, and this node's role. */
   private heard(a: { managers?: string[]; role?: string }): void {
+    if (this.closed) return;
     if (a.managers?.length && JSON.stringify(a.managers) !== JSON.stringify(this.state.managers)) {
       this.state.managers = a.managers;
       this.link.setManagers(a.managers);
-      void atomicWriteJson(join(this.dataRoot, 'swarm.json'), this.state).catch(() => {});
+      const path = join(this.dataRoot, 'swarm.json');
+      this.saving = this.saving
+        .then(() => (this.closed ? undefined : atomicWriteJson(path, this.state)))
+        .catch(() => {});
     }
     if (a.role === 'manager' && this.onPromoted) {
       const cb = this.onPromoted;
@@ -114,12 +122,16 @@ export class WorkerNode {
 
   /** Stops the session and the agent; containers keep running. */
   async close(): Promise<void> {
+    this.closed = true;
     await this.nodeApi?.close();
     await this.agent.stop();
+    await this.saving;
   }
 
   /** `swarm leave`: tells the managers (best effort), removes the task containers, forgets the swarm. */
   async leave(): Promise<void> {
+    this.closed = true;
+    await this.saving;
     await callJson(this.link.manager, this.creds, 'POST', '/leave', {}).catch(() => {});
     await this.nodeApi?.close();
     await this.agent.removeTaskContainers();
