@@ -56,6 +56,15 @@ export function swarmCommands(getClient: GetClient): Command {
       int('--dispatcher-port'),
       2377,
     )
+    .option(
+      '--consul',
+      'register every task in Consul: each manager runs a Consul server, each worker a client agent',
+    )
+    .option(
+      '--consul-addr <host:port>',
+      "register every task in the existing Consul whose agent's HTTP API is here",
+    )
+    .option('--consul-datacenter <dc>', 'the Consul datacenter (default dc1)')
     .action(async (o: Record<string, unknown>) => {
       const r = await getClient().request<{ ClusterId: string; NodeId: string }>('POST', '/swarm/init', {
         body: {
@@ -66,6 +75,9 @@ export function swarmCommands(getClient: GetClient): Command {
           dispatcherPort: o.dispatcherPort,
           defaultAddrPools: o.defaultAddrPool,
           defaultAddrPoolMaskLength: o.defaultAddrPoolMaskLength,
+          consul: o.consul,
+          consulAddr: o.consulAddr,
+          consulDatacenter: o.consulDatacenter,
         },
       });
       process.stdout.write(`Swarm initialized: current node (${r.NodeId}) is now a manager.\n`);

@@ -1,13 +1,16 @@
+import { hostname } from 'node:os';
 import type { FastifyInstance } from 'fastify';
 import type { ServiceSpec } from '../api/cluster.js';
 import { invalid, precondition } from '../api/errors.js';
 import { encodeFrame, exitFrame, Frame } from '../api/frames.js';
+import type { Instance, LookupOptions } from '../discovery/instances.js';
+import { NodeDiscovery } from '../discovery/node.js';
 import type { Engine } from '../engine/engine.js';
 import { atomicWriteJson } from '../engine/fsutil.js';
 import type { NetworkCreateRequest } from '../manager/networks.js';
 import { logTasks, managerCredentials, serviceLogsOptions, streamTaskLogs } from '../manager/serviceLogs.js';
 import type { NormalizedStack } from '../manager/stack/types.js';
-import { forgetSwarm, type InitOptions, SwarmNode } from '../manager/swarm.js';
+import { forgetSwarm, hostOf, type InitOptions, SwarmNode } from '../manager/swarm.js';
 import { type JoinOptions, requestJoin, requestPromotion } from '../worker/join.js';
 import { WorkerNode, type WorkerState } from '../worker/workerNode.js';
 
@@ -18,6 +21,9 @@ import { WorkerNode, type WorkerState } from '../worker/workerNode.js';
 export class SwarmHolder {
   node?: SwarmNode;
   worker?: WorkerNode;
+  /** This node's Consul discovery, when the swarm uses Consul. */
+  discovery?: NodeDiscovery;
+  private discoveryRetry?: NodeJS.Timeout;
   constructor(
     readonly engine: Engine,
     private readonly log: (m: string) => void,
@@ -30,6 +36,62 @@ export class SwarmHolder {
       const n = await SwarmNode.restore(this.engine, this.log);
       if (n) this.setManager(n);
     }
+    await this.startDiscovery();
+  }
+
+  /**
+   * Starts this node's Consul discovery when the swarm uses Consul: the node's agent (a server
+   * on a manager, a client on a worker) and the registration of the tasks it runs. A start that
+   * fails is logged and tried again every 5 s; registrations are never given up.
+   */
+  async startDiscovery(): Promise<void> {
+    clearTimeout(this.discoveryRetry);
+    const n = this.node;
+    const w = this.worker;
+    const settings = n?.state.discovery ?? w?.state.discovery;
+    const source = n?.taskSource ?? w?.taskSource;
+    if (!settings || !source) return;
+    if (!this.discovery) {
+      try {
+        this.discovery = await NodeDiscovery.start({
+          dataRoot: this.engine.opts.dataRoot,
+          node: {
+            id: (n ?? w)!.state.nodeId,
+            address: n ? n.state.dispatcher.host : w!.address,
+            hostname: hostname(),
+          },
+          settings,
+          server: !!n,
+          bootstrap: !!n?.state.discovery?.bootstrap,
+          join: n ? await n.managerHosts() : w!.state.managers.map(hostOf),
+          log: this.log,
+        });
+      } catch (e) {
+        this.log(`consul: cannot start this node's discovery: ${(e as Error).message}; trying again in 5 s`);
+        this.discoveryRetry = setTimeout(() => void this.startDiscovery(), 5_000);
+        return;
+      }
+    }
+    this.discovery.follow(source);
+  }
+
+  /** A role change or leave: this node's registrations and Consul agent go (a new role starts afresh). */
+  private async leaveDiscovery(): Promise<void> {
+    clearTimeout(this.discoveryRetry);
+    await this.discovery?.leave();
+    this.discovery = undefined;
+  }
+
+  /** `lookup`: from Consul when the swarm uses it (through this manager's agent), else from the cluster state. */
+  async lookup(ref: string, opts: LookupOptions): Promise<Instance[]> {
+    const m = this.manager();
+    if (!m.state.discovery) return m.lookup(ref, opts);
+    const svc = await m.service(ref);
+    if (!this.discovery)
+      throw precondition(
+        "this manager's Consul agent does not run (see the daemon's log): look the service up through another manager",
+      );
+    return this.discovery.lookup(svc.spec.name, opts);
   }
 
   async join(opts: JoinOptions): Promise<{ NodeId: string; ClusterId: string; Role: string }> {
@@ -50,12 +112,14 @@ export class SwarmHolder {
         ),
       );
     } else this.setWorker(await WorkerNode.joined(this.engine, answer, creds, opts.manager, this.log));
+    await this.startDiscovery();
     return { NodeId: answer.nodeId, ClusterId: answer.clusterId, Role: answer.role };
   }
 
   /** Tracks a manager created by `swarm init`. */
-  adopt(n: SwarmNode): void {
+  async adopt(n: SwarmNode): Promise<void> {
     this.setManager(n);
+    await this.startDiscovery();
   }
 
   private setManager(n: SwarmNode): void {
@@ -80,6 +144,7 @@ export class SwarmHolder {
       try {
         const { answer, creds } = await requestPromotion(w.manager, w.credentials);
         if (!answer.address) throw new Error('the manager did not say at which address this node is known');
+        await this.leaveDiscovery();
         await w.close();
         this.setManager(
           await SwarmNode.joinAsManager(
@@ -94,6 +159,7 @@ export class SwarmHolder {
         this.log(`promotion failed: ${(e as Error).message}; staying a worker`);
         if (this.worker === w) this.setWorker(await WorkerNode.restore(this.engine, this.log));
       }
+      await this.startDiscovery();
     });
   }
 
@@ -101,20 +167,26 @@ export class SwarmHolder {
     this.changing = this.changing.then(async () => {
       if (this.node !== n) return;
       this.log('this node was demoted: becoming a worker');
+      await this.leaveDiscovery();
       const managers = await n.becomeWorker();
+      const { bootstrap: _, ...discovery } = n.state.discovery ?? {};
       const state: WorkerState = {
         role: 'worker',
         clusterId: n.state.clusterId,
         nodeId: n.state.nodeId,
         managers,
+        ...(n.state.discovery ? { discovery: discovery as WorkerState['discovery'] } : {}),
       };
       await atomicWriteJson(SwarmNode.statePath(this.engine.opts.dataRoot), state);
       this.setWorker(await WorkerNode.restore(this.engine, this.log));
+      await this.startDiscovery();
     });
   }
 
   /** `swarm leave`: the node leaves the swarm and forgets it; its task containers are removed. */
   async leave(force: boolean): Promise<void> {
+    if (this.node && !force) await this.node.leave(force); // refuses: a manager leaves with --force
+    await this.leaveDiscovery();
     if (this.node) await this.node.leave(force);
     else if (this.worker) await this.worker.leave();
     else throw precondition('this node is not part of a swarm');
@@ -130,6 +202,8 @@ export class SwarmHolder {
   }
 
   async close(): Promise<void> {
+    clearTimeout(this.discoveryRetry);
+    await this.discovery?.stop();
     await this.node?.close();
     await this.worker?.close();
   }
@@ -147,7 +221,7 @@ export function registerClusterRoutes(
     for (const p of [body.etcdClientPort, body.etcdPeerPort]) {
       if (p !== undefined && (!Number.isInteger(p) || p < 1 || p > 65535)) throw invalid(`invalid port ${p}`);
     }
-    swarm.adopt(await SwarmNode.init(swarm.engine, body, log));
+    await swarm.adopt(await SwarmNode.init(swarm.engine, body, log));
     reply.code(201);
     return { ClusterId: swarm.node!.state.clusterId, NodeId: swarm.node!.state.nodeId };
   });
@@ -175,7 +249,22 @@ export function registerClusterRoutes(
   });
   app.get('/swarm', async () => {
     const n = swarm.manager();
-    return { ClusterId: n.state.clusterId, NodeId: n.state.nodeId, Etcd: n.state.etcd.endpoints };
+    const d = n.state.discovery;
+    return {
+      ClusterId: n.state.clusterId,
+      NodeId: n.state.nodeId,
+      Etcd: n.state.etcd.endpoints,
+      Discovery: d
+        ? {
+            Backend: 'consul',
+            Mode: d.mode,
+            Datacenter: d.datacenter,
+            ...(d.addr ? { Addr: d.addr } : {}),
+            ...(swarm.discovery?.httpAddr ? { Http: swarm.discovery.httpAddr } : {}),
+            ...(swarm.discovery?.dnsAddr ? { Dns: swarm.discovery.dnsAddr } : {}),
+          }
+        : { Backend: 'embedded' },
+    };
   });
   app.get('/nodes', async () => swarm.manager().nodesWithStatus());
   app.post<{ Params: { ref: string } }>('/nodes/:ref/promote', async (req) =>
@@ -265,7 +354,7 @@ export function registerClusterRoutes(
   }));
   app.get<{ Params: { ref: string }; Querystring: { all?: string } }>(
     '/services/:ref/instances',
-    async (req) => swarm.manager().lookup(req.params.ref, { all: req.query.all === '1' }),
+    async (req) => swarm.lookup(req.params.ref, { all: req.query.all === '1' }),
   );
   app.get('/networks', async () => swarm.manager().networks.list());
   app.post<{ Body: NetworkCreateRequest }>('/networks', async (req, reply) => {

@@ -48,7 +48,13 @@ t.test('healthy instances: running tasks, with their first network address', asy
       ['t2', '10.0.0.3', 80, 'two', true],
     ],
   );
-  t.same(found[0]!.meta, { stack: 'app', service: 'app_web', node: 'n1', version: '2' });
+  t.same(found[0]!.meta, {
+    stack: 'app',
+    service: 'app_web',
+    node: 'n1',
+    version: '2',
+    network: 'app_default',
+  });
   t.equal(found[0]!.network, 'app_default');
   t.same(
     instancesOf(svc, tasks, nodes, { all: true }).map((i) => [i.id, i.healthy, i.state]),

@@ -60,6 +60,7 @@ export function taskInstance(
       service: t.serviceName,
       node: nodeId,
       version: String(t.specVersion),
+      ...(attachment ? { network: attachment.network } : {}),
     },
   };
 }

@@ -1,6 +1,13 @@
 import t from 'tap';
 import type { TaskRecord } from '../api/cluster.js';
-import { desiredRegistrations, planSync, syncRegistry } from './registrar.js';
+import type { ContainerRecord } from '../engine/containers/types.js';
+import {
+  consulServiceName,
+  desiredRegistrations,
+  nodeRegistrations,
+  planSync,
+  syncRegistry,
+} from './registrar.js';
 import type { Registration, Registry } from './registry.js';
 
 const node = { id: 'n1', address: '192.0.2.11', hostname: 'one' };
@@ -60,7 +67,14 @@ t.test('a node registers its running and starting tasks, nothing else', async (t
     ],
   );
   t.same(regs[0]!.tags, ['tsswarm']);
-  t.same(regs[0]!.meta, { stack: 'app', service: 'app_web', node: 'n1', version: '3' });
+  t.same(regs[0]!.meta, {
+    stack: 'app',
+    service: 'app_web',
+    node: 'n1',
+    version: '3',
+    network: 'app_default',
+  });
+  t.equal(regs[0]!.name, 'app-web', 'the Consul name is the DNS-safe one');
   t.equal(regs[1]!.note, 'task starting');
 });
 
@@ -102,4 +116,45 @@ t.test('planSync compares what others see, not the order of tags or meta', async
     [81],
   );
   t.same(planSync([], [r]).deregister, ['x']);
+});
+
+t.test('consulServiceName: what a DNS label cannot hold becomes -', async (t) => {
+  t.equal(consulServiceName('demo_web'), 'demo-web');
+  t.equal(consulServiceName('a.b_c-d9'), 'a-b-c-d9');
+});
+
+t.test("nodeRegistrations: from the agent's view, with its containers' health", async (t) => {
+  const container = (status: string, health?: string, output = '') =>
+    ({
+      state: {
+        status,
+        ...(health ? { health: { status: health, failingStreak: 2, log: [{ exitCode: 1, output }] } } : {}),
+      },
+    }) as unknown as ContainerRecord;
+  const regs = nodeRegistrations(
+    [
+      { task: task('a', 'running'), container: container('running', 'healthy') },
+      { task: task('bb', 'running'), container: container('running', 'unhealthy', 'no file\n') },
+      {
+        task: task('ccc', 'failed', {
+          status: { state: 'failed', timestamp: 0, err: 'unhealthy container: no file' },
+        }),
+        container: container('running'),
+      },
+      { task: task('dddd', 'failed'), container: container('exited') },
+      { task: task('eeeee', 'running', { desiredState: 'shutdown' }), container: container('running') },
+      { task: task('ffffff', 'starting') },
+    ],
+    node,
+  );
+  t.same(
+    regs.map((r) => [r.id, r.status, r.note]),
+    [
+      ['a', 'passing', undefined],
+      ['bb', 'critical', 'unhealthy: no file'],
+      ['ccc', 'critical', 'unhealthy container: no file'],
+      ['ffffff', 'critical', 'task starting'],
+    ],
+    'a failed task stays critical while its container runs; one wanted down goes at once',
+  );
 });

@@ -4,6 +4,7 @@ import type { Server } from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import type { ClusterRecord, NodeRecord, TaskRecord } from '../api/cluster.js';
 import { TsswarmError } from '../api/errors.js';
+import type { ConsulSettings } from '../discovery/node.js';
 import { VERSION } from '../version.js';
 import type { StatusUpdate } from '../worker/agent.js';
 import { identityFromCertificate, issueNodeCertificate } from './ca/ca.js';
@@ -42,6 +43,8 @@ export interface JoinAnswer {
   address?: string;
   /** For a manager: how to reach (and, when the etcd is the swarm's own, become part of) etcd. */
   etcd?: ManagerEtcdInfo;
+  /** The swarm's Consul settings, when it registers its tasks in Consul. */
+  discovery?: ConsulSettings;
 }
 
 /** What a joining manager needs to know of the swarm's etcd. */
@@ -225,6 +228,7 @@ export class Dispatcher {
       caCertPem: cluster.ca.certPem,
       managers: await this.managers(true),
       ...(etcd ? { etcd } : {}),
+      ...(cluster.discovery ? { discovery: cluster.discovery as ConsulSettings } : {}),
     };
   }
 
@@ -256,6 +260,7 @@ export class Dispatcher {
       managers: await this.managers(true),
       address: node.value.address,
       etcd,
+      ...(cluster.discovery ? { discovery: cluster.discovery as ConsulSettings } : {}),
     };
   }
 

@@ -6,7 +6,9 @@ import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import type { NodeRecord, ServiceRecord, ServiceSpec, TaskRecord } from '../api/cluster.js';
 import { conflict, invalid, notFound, precondition } from '../api/errors.js';
+import { checkConsulBinary } from '../discovery/consul/agent.js';
 import { type Instance, instancesOf, type LookupOptions } from '../discovery/instances.js';
+import { type ConsulSettings, consulSettings, type TaskSource } from '../discovery/node.js';
 import type { Engine } from '../engine/engine.js';
 import { atomicWriteJson } from '../engine/fsutil.js';
 import { type AddressPool, checkPools, DEFAULT_SWARM_POOLS } from '../network/ipam.js';
@@ -58,9 +60,19 @@ export interface SwarmState {
     };
   };
   dispatcher: { host: string; port: number };
+  /** The swarm registers its tasks in Consul (absent: the embedded backend only). */
+  discovery?: NodeConsulSettings;
 }
 
+/** A node's copy of the swarm's Consul settings; `bootstrap` on the manager that created the swarm. */
+export type NodeConsulSettings = ConsulSettings & { bootstrap?: boolean };
+
 export interface InitOptions {
+  /** Run a Consul server with each manager (and a client agent on each worker). */
+  consul?: boolean;
+  /** Register in the existing Consul whose agent's HTTP API is at HOST:PORT. */
+  consulAddr?: string;
+  consulDatacenter?: string;
   /** Overlay networks' subnets are carved out of these (default 10.0.0.0/8). */
   defaultAddrPools?: string[];
   /** The size of those subnets (default 24). */
@@ -136,6 +148,8 @@ export class SwarmNode {
     }
     const advertise = opts.advertiseAddr ?? '127.0.0.1';
     const clientPort = opts.etcdClientPort ?? 2379;
+    const discovery = consulSettings(opts);
+    if (discovery?.mode === 'managed') await checkConsulBinary();
     if (opts.defaultAddrPoolMaskLength !== undefined && !opts.defaultAddrPools?.length)
       throw invalid('--default-addr-pool-mask-length needs --default-addr-pool');
     const pools = opts.defaultAddrPools?.length
@@ -154,6 +168,7 @@ export class SwarmNode {
             endpoints: [`http://${advertise}:${clientPort}`],
             embedded: { clientPort, peerPort: opts.etcdPeerPort ?? 2380, host: advertise },
           },
+      ...(discovery ? { discovery: { ...discovery, bootstrap: true } } : {}),
     };
     // the cluster CA signs node certificates; a separate etcd CA signs only managers' etcd
     // certificates, so that no worker ever holds a certificate the swarm's etcd accepts
@@ -199,6 +214,7 @@ export class SwarmNode {
         id: state.clusterId,
         createdAt: Date.now(),
         ...(pools ? { addressPools: pools } : {}),
+        ...(discovery ? { discovery } : {}),
         ca,
         ...(etcdCa ? { etcdCa } : {}),
         secrets: {
@@ -254,6 +270,7 @@ export class SwarmNode {
             },
           }
         : { endpoints: answer.etcd.endpoints },
+      ...(answer.discovery ? { discovery: answer.discovery } : {}),
     };
     await rm(join(dataRoot, 'etcd'), { recursive: true, force: true }); // a member starts empty
     await atomicWriteJson(SwarmNode.credsPath(dataRoot), creds);
@@ -540,6 +557,16 @@ export class SwarmNode {
     await this.close();
     await rm(join(this.engine.opts.dataRoot, 'etcd'), { recursive: true, force: true });
     return managers;
+  }
+
+  /** This node's worker agent (what discovery registers), once the node's roles run. */
+  get taskSource(): TaskSource | undefined {
+    return this.agent;
+  }
+
+  /** The managers' addresses (for Consul agents to join). */
+  async managerHosts(): Promise<string[]> {
+    return (await this.dispatcher?.managers(true).catch(() => []))?.map(hostOf) ?? [];
   }
 
   // ---- API ----
@@ -942,3 +969,6 @@ function readEtcdTls(dataRoot: string): NodeCredentials {
     keyPem: readFileSync(f.keyFile, 'utf8'),
   };
 }
+
+/** The host of a HOST:PORT address. */
+export const hostOf = (addr: string): string => addr.replace(/^\[?(.*?)\]?:\d+$/, '$1');

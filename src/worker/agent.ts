@@ -36,6 +36,7 @@ export class Agent {
   private offExit?: () => void;
   private offHealth?: () => void;
   private readonly busy = new Set<string>();
+  private readonly listeners = new Set<() => void>();
 
   constructor(
     private readonly engine: Engine,
@@ -45,12 +46,40 @@ export class Agent {
   ) {}
 
   async start(): Promise<void> {
-    this.offExit = this.engine.containers.onExit((rec) => this.enqueue(() => this.onContainerExit(rec)));
-    this.offHealth = this.engine.containers.onHealth(() => this.enqueue(() => this.reconcile()));
-    this.watch = await this.link.watchAssignments(this.nodeId, (tasks) => {
-      this.tasks = new Map(tasks.map((t) => [t.id, t]));
+    this.offExit = this.engine.containers.onExit((rec) => {
+      this.changed();
+      this.enqueue(() => this.onContainerExit(rec));
+    });
+    this.offHealth = this.engine.containers.onHealth(() => {
+      this.changed();
       this.enqueue(() => this.reconcile());
     });
+    this.watch = await this.link.watchAssignments(this.nodeId, (tasks) => {
+      this.tasks = new Map(tasks.map((t) => [t.id, t]));
+      this.changed();
+      this.enqueue(() => this.reconcile());
+    });
+  }
+
+  /**
+   * Calls fn after every change of this node's tasks (assigned, state reported, container
+   * health): what discovery registers follows from `snapshot()`. Returns the unsubscribe.
+   */
+  onChange(fn: () => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  /** The tasks assigned to this node, in the states this agent last reported, with their containers. */
+  snapshot(): { task: TaskRecord; container?: ContainerRecord }[] {
+    return [...this.tasks.values()].map((task) => {
+      const container = this.containerOf(task.id);
+      return container ? { task, container } : { task };
+    });
+  }
+
+  private changed(): void {
+    for (const fn of this.listeners) fn();
   }
 
   async stop(): Promise<void> {
@@ -87,6 +116,7 @@ export class Agent {
   ) {
     const status: TaskStatus = { state, timestamp: Date.now(), ...extra };
     task.status = status;
+    this.changed();
     await this.link.report([{ taskId: task.id, status, ...(containerId ? { containerId } : {}) }]);
   }
 

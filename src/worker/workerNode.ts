@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { ConsulSettings, TaskSource } from '../discovery/node.js';
 import type { Engine } from '../engine/engine.js';
 import { atomicWriteJson } from '../engine/fsutil.js';
 import type { NodeCredentials } from '../manager/ca/tls.js';
@@ -15,6 +16,8 @@ export interface WorkerState {
   nodeId: string;
   /** Dispatcher addresses of the managers, kept up to date from heartbeat answers. */
   managers: string[];
+  /** The swarm's Consul settings, when it registers its tasks in Consul. */
+  discovery?: ConsulSettings;
 }
 
 /** This daemon as a worker: no etcd, only a TLS session with one of the managers. */
@@ -51,6 +54,7 @@ export class WorkerNode {
       clusterId: answer.clusterId,
       nodeId: answer.nodeId,
       managers: [...new Set([manager, ...(answer.managers ?? [])])],
+      ...(answer.discovery ? { discovery: answer.discovery } : {}),
     };
     await atomicWriteJson(join(dataRoot, 'swarm.json'), state);
     log(`joined swarm ${state.clusterId} as worker ${state.nodeId}`);
@@ -114,6 +118,16 @@ export class WorkerNode {
   /** The manager this node's session is with now. */
   get manager(): string {
     return this.link.manager;
+  }
+
+  /** This node's worker agent (what discovery registers). */
+  get taskSource(): TaskSource {
+    return this.agent;
+  }
+
+  /** The address this node is known at (its certificate's). */
+  get address(): string {
+    return certificateAddress(this.creds.certPem);
   }
 
   get credentials(): NodeCredentials {

@@ -31,6 +31,15 @@ export interface ConsulAgentOptions extends Omit<ConsulConfigOptions, 'httpSocke
   stopTimeoutMs?: number;
 }
 
+/** The consul binary to run (`bin`, else $TSSWARM_CONSUL_BIN, else DEFAULT_CONSUL_BIN); throws `precondition` if it is missing. */
+export async function checkConsulBinary(bin?: string): Promise<string> {
+  const path = bin || process.env.TSSWARM_CONSUL_BIN || DEFAULT_CONSUL_BIN;
+  await fs.access(path, constants.X_OK).catch(() => {
+    throw precondition(`consul binary not found at ${path}: run scripts/setup.sh, or set TSSWARM_CONSUL_BIN`);
+  });
+  return path;
+}
+
 const LOG_TAIL_BYTES = 3000;
 const POLL_MS = 100;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -44,6 +53,8 @@ export class ConsulAgent {
   readonly httpSocket: string;
   readonly configPath: string;
   readonly logPath: string;
+  /** The PID of the agent this data dir last ran: a daemon that crashed left it running. */
+  readonly pidPath: string;
   private readonly configText: string;
   private child: ChildProcess | undefined;
   private exited: Promise<void> = Promise.resolve();
@@ -56,6 +67,7 @@ export class ConsulAgent {
     this.httpSocket = join(opts.dataDir, 'http.sock');
     this.configPath = join(opts.dataDir, 'consul.json');
     this.logPath = join(opts.dataDir, 'consul.log');
+    this.pidPath = join(opts.dataDir, 'consul.pid');
     const config = consulConfig({ ...opts, httpSocket: this.httpSocket });
     this.configText = `${JSON.stringify(config, null, 2)}\n`;
     this.httpAddr = `${config.client_addr}:${config.ports.http}`;
@@ -74,15 +86,14 @@ export class ConsulAgent {
    */
   async start(): Promise<void> {
     if (this.running()) throw new TsswarmError('conflict', `consul agent ${this.opts.nodeName} already runs`);
-    const bin = this.opts.bin || process.env.TSSWARM_CONSUL_BIN || DEFAULT_CONSUL_BIN;
-    await fs.access(bin, constants.X_OK).catch(() => {
-      throw precondition(`consul binary not found at ${bin}: run scripts/setup.sh`);
-    });
+    const bin = await checkConsulBinary(this.opts.bin);
     await fs.mkdir(this.opts.dataDir, { recursive: true, mode: 0o700 });
+    await this.stopStale();
     await fs.writeFile(this.configPath, this.configText);
     await fs.rm(this.httpSocket, { force: true });
     this.logOffset = (await fs.stat(this.logPath).catch(() => undefined))?.size ?? 0;
     this.spawnAgent(bin);
+    if (this.child?.pid) await fs.writeFile(this.pidPath, `${this.child.pid}\n`);
     try {
       await this.waitReady(this.opts.startTimeoutMs ?? 30_000);
     } catch (e) {
@@ -96,6 +107,52 @@ export class ConsulAgent {
     if (!this.running()) return;
     this.child?.kill('SIGTERM');
     if (!(await this.exitsWithin(this.opts.stopTimeoutMs ?? 10_000))) await this.kill();
+  }
+
+  /** Resolves when the agent this object started has exited (at once when none runs). */
+  whenExited(): Promise<void> {
+    return this.exited;
+  }
+
+  /**
+   * Asks the agent to leave its cluster gracefully (PUT /v1/agent/leave): its node and
+   * services leave the catalog, and a server leaves the raft peers. The agent exits after.
+   */
+  async leave(): Promise<void> {
+    if (!this.running()) return;
+    await new Promise<void>((resolve) => {
+      const req = http.request(
+        { socketPath: this.httpSocket, path: '/v1/agent/leave', method: 'PUT', timeout: 10_000 },
+        (res) => {
+          res.resume();
+          res.on('end', () => resolve());
+        },
+      );
+      req.on('timeout', () => req.destroy());
+      req.on('error', () => resolve());
+      req.end();
+    });
+    await this.stop();
+  }
+
+  /**
+   * An agent of this data dir left running by a daemon that died (its PID file names a process
+   * whose command line is this agent's config): SIGTERM, then SIGKILL after stopTimeoutMs.
+   * Any other process with that PID is left alone.
+   */
+  private async stopStale(): Promise<void> {
+    const pid = Number((await fs.readFile(this.pidPath, 'utf8').catch(() => '')).trim());
+    if (!Number.isInteger(pid) || pid <= 1) return;
+    const isOurs = async () =>
+      (await fs.readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).includes(
+        `-config-file=${this.configPath}`,
+      );
+    if (!(await isOurs())) return;
+    process.kill(pid, 'SIGTERM');
+    const deadline = Date.now() + (this.opts.stopTimeoutMs ?? 10_000);
+    while ((await isOurs()) && Date.now() < deadline) await sleep(POLL_MS);
+    if (await isOurs()) process.kill(pid, 'SIGKILL');
+    while (await isOurs()) await sleep(POLL_MS);
   }
 
   /** SIGKILL to the agent; resolves when it has exited. */

@@ -301,8 +301,9 @@ function toInstance(e: HealthEntry): Instance {
   );
   return {
     id: s.ID,
-    service: s.Service,
+    service: s.Meta?.service ?? s.Service,
     address: s.Address || e.Node.Address,
+    ...(s.Meta?.network ? { network: s.Meta.network } : {}),
     ...(s.Port ? { port: s.Port } : {}),
     node: s.Meta?.[OWNER_META] ?? e.Node.Node,
     hostname: e.Node.Node,
