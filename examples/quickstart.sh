@@ -48,6 +48,7 @@ step swarm init --etcd-client-port 23791 --etcd-peer-port 23792 --dispatcher-por
 step deploy -c stacks/web.yml web
 step stack services web
 step service ps web_httpd
+step lookup web_httpd
 task=$(tsswarm container ps --format json | node -e \
   'const cs = JSON.parse(require("fs").readFileSync(0, "utf8")); console.log(cs.find((c) => c.Name.startsWith("web_httpd.")).Name)')
 step container exec "$task" wget -qO- http://127.0.0.1:8080/

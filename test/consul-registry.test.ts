@@ -335,6 +335,42 @@ t.test('ConsulRegistry and lookupConsul against a real Consul agent', async (t) 
     t.throws(() => new ConsulRegistry({ nodeId: 'n', ttlMs: 10 }), { code: 'invalid_argument' });
   });
 
+  await t.test(
+    'a daemon that died left its agent running: the next start stops it by its PID file',
+    async (t) => {
+      const stale = agent.pid!;
+      t.equal(
+        (await fs.readFile(agent.pidPath, 'utf8')).trim(),
+        String(stale),
+        'the PID file names the agent',
+      );
+      // a new daemon: a new object for the same data dir, while the old agent still runs
+      const again = new ConsulAgent({ ...agent.opts });
+      t.teardown(() => again.stop().catch(() => {}));
+      await again.start();
+      t.notOk(
+        (await cmdline(stale)).includes(agent.configPath),
+        `the leftover agent (pid ${stale}) is stopped`,
+      );
+      t.not(again.pid, stale);
+      t.equal(
+        (await fs.readFile(agent.pidPath, 'utf8')).trim(),
+        String(again.pid),
+        'and the PID file names the new one',
+      );
+      t.equal((await api<string>('GET', '/v1/status/leader')).status, 200, 'which answers');
+      created.pid = again.pid!;
+      await again.stop();
+      // a PID file naming some other process: that process is left alone
+      await fs.writeFile(again.pidPath, `${process.pid}\n`);
+      const third = new ConsulAgent({ ...agent.opts });
+      t.teardown(() => third.stop().catch(() => {}));
+      await third.start();
+      t.pass('a PID file of another process is ignored (this test process still runs)');
+      await third.stop();
+    },
+  );
+
   t.comment(`registry test took ${Date.now() - started} ms`);
 });
 
