@@ -472,6 +472,34 @@ t.test(
       );
     });
 
+    await t.test(
+      'consul: a worker promoted runs a Consul server, demoted a client again; its tasks stay registered',
+      async (t) => {
+        const id4 = nodes.find((n) => n.address === hosts.address(4))!.id;
+        const roleOf4 = async () =>
+          (
+            (await c1.agent.members()) as { Addr: string; Status: number; Tags: Record<string, string> }[]
+          ).find((m) => m.Addr === hosts.address(4) && m.Status === 1)?.Tags.role;
+        const registered4 = async () => {
+          const on4 = runningTasks(await tasksOf(h(1), 'demo_web')).filter((x) => x.nodeId === id4);
+          const e = await catalog(c1, 'demo-web');
+          return (
+            on4.length > 0 &&
+            on4.every((x) => e.some((y) => y.Service.ID === x.id && taskCheck(y)?.Status === 'passing'))
+          );
+        };
+        await succeeds(t, h(1), ['service', 'scale', 'demo_web=8']); // the new tasks go to host 4, which has none
+        await until('host 4 runs tasks, registered', registered4, (x) => x, 60_000);
+        await succeeds(t, h(1), ['node', 'promote', id4]);
+        await until('host 4 runs a Consul server', roleOf4, (r) => r === 'consul', 60_000);
+        await until('its tasks registered through its new agent', registered4, (x) => x, 30_000);
+        await succeeds(t, h(1), ['node', 'demote', id4]);
+        await until('host 4 runs a Consul client again', roleOf4, (r) => r === 'node', 60_000);
+        await until('its tasks registered again', registered4, (x) => x, 30_000);
+        t.pass('registered throughout the role changes, through the agent of its role');
+      },
+    );
+
     await t.test('consul: one Consul server of three killed, lookups go on', async (t) => {
       const running = runningTasks(await tasksOf(h(1), 'demo_web'));
       await hosts.killHost(3);

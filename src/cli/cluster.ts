@@ -116,7 +116,9 @@ export function swarmCommands(getClient: GetClient): Command {
       },
     );
   c.command('inspect')
-    .description('Show the swarm as this manager sees it (JSON): cluster and node ids, etcd endpoints')
+    .description(
+      'Show the swarm as this manager sees it (JSON): cluster and node ids, etcd endpoints, discovery',
+    )
     .action(async () => {
       json(await getClient().request('GET', '/swarm'));
     });

@@ -69,6 +69,8 @@ function checkHostPort(addr: string): string {
 export interface TaskSource {
   snapshot(): { task: TaskRecord; container?: ContainerRecord }[];
   onChange(fn: () => void): () => void;
+  /** Awaited before a task that is no longer wanted is stopped. */
+  onBeforeStop(fn: (taskId: string) => Promise<void>): () => void;
 }
 
 export interface NodeDiscoveryOptions {
@@ -168,7 +170,12 @@ export class NodeDiscovery {
     this.off?.();
     this.source = source;
     this.fresh = true;
-    this.off = source.onChange(() => this.kick());
+    const offChange = source.onChange(() => this.kick());
+    const offStop = source.onBeforeStop(() => this.settled());
+    this.off = () => {
+      offChange();
+      offStop();
+    };
     this.kick();
   }
 
@@ -226,6 +233,12 @@ export class NodeDiscovery {
       }
       this.supervise(agent);
     });
+  }
+
+  /** Resolves once the syncs asked for so far have run (a task going down is then deregistered). */
+  private async settled(): Promise<void> {
+    this.kick();
+    while (this.running) await this.running;
   }
 
   /** Syncs now, or right after the sync under way. */

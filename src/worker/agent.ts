@@ -22,6 +22,8 @@ export interface ManagerLink {
 }
 
 export const TASK_LABEL = 'org.tsswarm.task.id';
+/** The longest a stop waits for discovery to let go of the task. */
+export const DRAIN_MS = 2_000;
 export const SERVICE_LABEL = 'org.tsswarm.service.name';
 
 /**
@@ -37,6 +39,7 @@ export class Agent {
   private offHealth?: () => void;
   private readonly busy = new Set<string>();
   private readonly listeners = new Set<() => void>();
+  private readonly drainers = new Set<(taskId: string) => Promise<void>>();
 
   constructor(
     private readonly engine: Engine,
@@ -76,6 +79,28 @@ export class Agent {
       const container = this.containerOf(task.id);
       return container ? { task, container } : { task };
     });
+  }
+
+  /**
+   * fn is awaited before a task's running container is stopped because it is no longer wanted
+   * (at most DRAIN_MS): discovery takes the task out of lookups first, so that it stops
+   * getting new work before it stops. Returns the unsubscribe.
+   */
+  onBeforeStop(fn: (taskId: string) => Promise<void>): () => void {
+    this.drainers.add(fn);
+    return () => this.drainers.delete(fn);
+  }
+
+  private async drain(taskId: string): Promise<void> {
+    if (!this.drainers.size) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.allSettled([...this.drainers].map((fn) => fn(taskId))),
+      new Promise((r) => {
+        timer = setTimeout(r, DRAIN_MS);
+      }),
+    ]);
+    clearTimeout(timer);
   }
 
   private changed(): void {
@@ -174,7 +199,10 @@ export class Agent {
   }
 
   private async shutdown(task: TaskRecord, c: ContainerRecord): Promise<void> {
-    if (c.state.status === 'running') await this.engine.containers.stop(c.id);
+    if (c.state.status === 'running') {
+      await this.drain(task.id);
+      await this.engine.containers.stop(c.id);
+    }
     if (!isTerminal(task.status.state)) {
       await this.report(task, 'shutdown', { message: 'shut down', exitCode: c.state.exitCode });
     }
