@@ -144,6 +144,10 @@ export class NodeDiscovery {
   /** Starts the node's Consul agent (managed) and waits until its API answers. */
   static async start(opts: NodeDiscoveryOptions): Promise<NodeDiscovery> {
     const d = new NodeDiscovery(opts);
+    if (d.agent && !isIP(opts.node.address))
+      opts.log(
+        'consul: this node has no advertise address: its agent binds 127.0.0.1 and joins only agents of this host (join with --advertise-addr)',
+      );
     if (d.agent) {
       await d.agent.start();
       d.supervise(d.agent);

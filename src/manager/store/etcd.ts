@@ -76,22 +76,19 @@ function retryUnsent(attempts: number): NonNullable<FaultHandling['global']> {
 }
 
 /**
- * The per-member policy: after 3 failures that etcd3 deems recoverable (no connection,
+ * The per-member policy: after 3 consecutive failures that etcd3 deems recoverable (no connection,
  * timeouts, no leader), skip the member for 1 s, then try it again. etcd3's default skips it
  * for 5 s, which, when a member stalls and the leader changes at once, can leave a manager with
- * no member to talk to for seconds. Failures less than BURST_MS apart count once: a dropped
- * connection fails every call and watch on it at the same moment, which is one fault, not
- * three. A client with a single member never skips it (there is nothing else to try; the
- * call's own deadline bounds it).
+ * no member to talk to for seconds. A client with a single member never skips it: there is
+ * nothing else to try (a dropped connection fails every call on it at once, which would open
+ * the breaker and fail every call for 1 s more), and each call's deadline bounds it.
  */
 function shortBreaker(
   openMs = 1_000,
   threshold = 3,
   single = false,
 ): ReturnType<NonNullable<FaultHandling['host']>> {
-  const BURST_MS = 250;
   let failures = 0;
-  let lastCounted = 0;
   let openUntil = 0;
   const policy = {
     async execute<T>(fn: (ctx: { signal: AbortSignal; attempt: number }) => PromiseLike<T> | T): Promise<T> {
@@ -101,13 +98,9 @@ function shortBreaker(
         failures = 0;
         return r;
       } catch (e) {
-        const now = Date.now();
-        if (!single && isRecoverableError(e as Error) && now - lastCounted >= BURST_MS) {
-          lastCounted = now;
-          if (++failures >= threshold) {
-            failures = 0;
-            openUntil = now + openMs;
-          }
+        if (!single && isRecoverableError(e as Error) && ++failures >= threshold) {
+          failures = 0;
+          openUntil = Date.now() + openMs;
         }
         throw e;
       }
