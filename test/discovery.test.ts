@@ -169,8 +169,8 @@ const taskCheck = (e: HealthEntry) => e.Checks.find((x) => x.CheckID.startsWith(
 t.test(
   'discovery: the embedded backend and Consul pass one contract; Consul follows every task',
   async (t) => {
-    const hosts = await startHosts(t, { count: 5 });
-    const d = await Promise.all([1, 2, 3, 4, 5].map((i) => hosts.startDaemon(i)));
+    const hosts = await startHosts(t, { count: 6 });
+    const d = await Promise.all([1, 2, 3, 4, 5, 6].map((i) => hosts.startDaemon(i)));
     const h = (i: number) => d[i - 1]!;
     await Promise.all(d.map((x) => loadImagesOn(x)));
     const stackFile = join(hosts.dir, 'demo.yml');
@@ -294,6 +294,63 @@ t.test(
           await resolveA(hosts, 4, `${hosts.address(1)}:8600`, 'example.com'),
           { error: 'EREFUSED' },
           'a name outside .consul is refused, never forwarded (no recursors)',
+        );
+      },
+    );
+
+    await t.test(
+      'an existing Consul (--consul-addr): a swarm that runs no agent registers there',
+      async (t) => {
+        const consulHttp = `${hosts.address(1)}:8500`;
+        await succeeds(t, h(6), [
+          'swarm',
+          'init',
+          '--consul-addr',
+          consulHttp,
+          '--advertise-addr',
+          hosts.address(6),
+        ]);
+        const info = JSON.parse((await h(6).cli(['swarm', 'inspect'])).stdout) as {
+          Discovery: Record<string, string>;
+        };
+        t.match(info.Discovery, { Backend: 'consul', Mode: 'external', Addr: consulHttp });
+        t.notOk(
+          await fs.stat(join(hosts.host(6).dataRoot, 'consul')).catch(() => undefined),
+          'no Consul agent of its own',
+        );
+        await succeeds(t, h(6), [
+          'service',
+          'create',
+          '--name',
+          'outside',
+          '--replicas',
+          '2',
+          'busybox:test',
+          'sleep',
+          '600',
+        ]);
+        const running = await until(
+          'two running',
+          async () => runningTasks(await tasksOf(h(6), 'outside')),
+          (r) => r.length === 2,
+          60_000,
+        );
+        await until(
+          'both in the existing Consul, passing',
+          () => catalog(c1, 'outside'),
+          (e) =>
+            JSON.stringify(e.map((x) => x.Service.ID).sort()) === JSON.stringify(ids(running)) &&
+            e.every((x) => taskCheck(x)?.Status === 'passing'),
+          15_000,
+        );
+        const found = await lookup(h(6), 'outside');
+        t.same(ids(found), ids(running), 'and its lookups read them from there');
+        await succeeds(t, h(6), ['service', 'rm', 'outside']);
+        await until(
+          'removed from Consul with the service',
+          () => catalog(c1, 'outside'),
+          (e) => e.length === 0,
+          15_000,
         );
       },
     );
