@@ -5,9 +5,17 @@
 # deploys stacks/web.yml, shows the stack, its tasks and their logs, scales it, removes it and
 # leaves the swarm; then stops and removes everything it started.
 #
-#   bash examples/quickstart.sh          (as root)
+#   bash examples/quickstart.sh            (as root)
+#   bash examples/quickstart.sh --consul   the same swarm with a Consul server (127.0.0.1:8500,
+#                                          DNS :8600) where every task is registered
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+DISCOVERY=()
+case "${1:-}" in
+  --consul) DISCOVERY=(--consul) ;;
+  '') ;;
+  *) echo "usage: bash examples/quickstart.sh [--consul]" >&2; exit 2 ;;
+esac
 
 bash scripts/setup.sh
 P=tsswarm-quickstart-$$
@@ -44,11 +52,17 @@ step container stats --no-stream web
 step container stop web
 
 # a local cluster of one manager, with a deployed stack
-step swarm init --etcd-client-port 23791 --etcd-peer-port 23792 --dispatcher-port 23793
+step swarm init "${DISCOVERY[@]}" --etcd-client-port 23791 --etcd-peer-port 23792 --dispatcher-port 23793
 step deploy -c stacks/web.yml web
 step stack services web
 step service ps web_httpd
 step lookup web_httpd
+if ((${#DISCOVERY[@]})); then
+  printf '\n\033[1m$ curl http://127.0.0.1:8500/v1/health/service/web-httpd?passing\033[0m   (Consul itself)\n'
+  curl -sf 'http://127.0.0.1:8500/v1/health/service/web-httpd?passing' | node -e '
+    for (const e of JSON.parse(require("fs").readFileSync(0, "utf8")))
+      console.log(e.Service.ID.slice(0, 12), e.Service.Address, e.Service.Port, e.Checks.map((c) => c.Status).join(","))'
+fi
 task=$(tsswarm container ps --format json | node -e \
   'const cs = JSON.parse(require("fs").readFileSync(0, "utf8")); console.log(cs.find((c) => c.Name.startsWith("web_httpd.")).Name)')
 step container exec "$task" wget -qO- http://127.0.0.1:8080/
