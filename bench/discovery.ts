@@ -21,13 +21,21 @@
  * tsswarm-test-disc-<hex> and removed at the end, pass or fail or Ctrl-C. Prints numbers;
  * asserts nothing (exit 1 only when a phase could not complete).
  */
-import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import Consul from 'consul';
 import type { NodeRecord, TaskRecord } from '../src/api/cluster.js';
-import { cleanupPrefix, TEST_PREFIX } from '../src/engine/cleanup.js';
 import { type HostDaemon, loadImagesOn, startHosts, type TestHosts } from '../test/lib/hosts.js';
-import { Cleanup, intArg, nowMs, Phase, printHeader, sleep, summarize, table } from './lib.js';
+import {
+  type Cleanup,
+  hostsBench,
+  intArg,
+  nowMs,
+  printHeader,
+  runBench,
+  sleep,
+  summarize,
+  table,
+} from './lib.js';
 
 const RUNS = intArg('runs', 20);
 const LOOKUPS = intArg('lookups', 200);
@@ -77,21 +85,7 @@ function summaryRow(name: string, values: number[], target?: number): string[] {
 }
 
 async function bench(cleanup: Cleanup): Promise<number> {
-  const prefix = `${TEST_PREFIX}disc-${randomBytes(4).toString('hex')}`;
-  cleanup.add(
-    'sweep',
-    async () => {
-      const r = await cleanupPrefix(prefix);
-      const left = [...r.processes, ...r.mounts, ...r.netns, ...r.cgroups];
-      console.log(
-        left.length
-          ? `cleanup: LEFTOVERS removed by the final sweep: ${JSON.stringify(left)}`
-          : `cleanup: everything named ${prefix} is gone`,
-      );
-    },
-    Phase.sweep,
-  );
-  const t = { teardown: (fn: () => unknown) => cleanup.add('hosts', fn) };
+  const { prefix, t } = hostsBench(cleanup, 'disc');
   printHeader(`discovery in Consul: registration, removal and lookups across hosts (${RUNS} runs)`, prefix);
 
   const hosts: TestHosts = await startHosts(t, { count: 3, prefix });
@@ -286,19 +280,4 @@ const [server, n] = process.argv.slice(1);
   return 0;
 }
 
-async function main(): Promise<number> {
-  const cleanup = new Cleanup();
-  try {
-    return await bench(cleanup);
-  } finally {
-    await cleanup.run();
-  }
-}
-
-main().then(
-  (code) => process.exit(code),
-  (e: Error) => {
-    console.error(e.stack ?? e.message);
-    process.exit(1);
-  },
-);
+runBench(bench);

@@ -24,13 +24,21 @@
  * removed at the end, pass or fail or Ctrl-C; `--keep-logs DIR` first copies the daemons' logs
  * (and etcd's) to DIR. Prints numbers; asserts nothing (exit 1 only when a phase could not complete).
  */
-import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import type { NodeRecord, TaskRecord } from '../src/api/cluster.js';
-import { cleanupPrefix, TEST_PREFIX } from '../src/engine/cleanup.js';
 import { type HostDaemon, loadImagesOn, startHosts, type TestHosts } from '../test/lib/hosts.js';
-import { Cleanup, intArg, nowMs, Phase, printHeader, sleep, summarize, table } from './lib.js';
+import {
+  type Cleanup,
+  hostsBench,
+  intArg,
+  nowMs,
+  printHeader,
+  runBench,
+  sleep,
+  summarize,
+  table,
+} from './lib.js';
 
 const RUNS = intArg('runs', 5);
 const REPLICAS = intArg('replicas', 200);
@@ -588,40 +596,8 @@ async function tailLogs(hosts: TestHosts, lines: number): Promise<void> {
   }
 }
 
-async function main(): Promise<number> {
-  const cleanup = new Cleanup();
-  try {
-    return await bench(cleanup);
-  } finally {
-    await cleanup.run();
-  }
-}
-
 async function bench(cleanup: Cleanup): Promise<number> {
-  const prefix = `${TEST_PREFIX}e2e-${randomBytes(4).toString('hex')}`;
-  // the last step: whatever still carries the prefix after the hosts' own teardown is a leftover
-  cleanup.add(
-    'sweep',
-    async () => {
-      const r = await cleanupPrefix(prefix);
-      const left = {
-        ...(r.processes.length ? { processes: r.processes } : {}),
-        ...(r.mounts.length ? { mounts: r.mounts } : {}),
-        ...(r.netns.length ? { netns: r.netns } : {}),
-        ...(r.cgroups.length ? { cgroups: r.cgroups } : {}),
-        ...(r.loopDevices.length ? { loopDevices: r.loopDevices } : {}),
-      };
-      console.log(
-        Object.keys(left).length
-          ? `cleanup: LEFTOVERS removed by the final sweep: ${JSON.stringify(left)}`
-          : `cleanup: everything named ${prefix} is gone (final sweep found no process, mount, netns or cgroup)`,
-      );
-    },
-    Phase.sweep,
-  );
-  // startHosts takes a tap-like `t`: its teardown callbacks run last-registered first, once, at
-  // the end, on an error, or on SIGINT/SIGTERM/SIGHUP
-  const t = { teardown: (fn: () => unknown) => cleanup.add('hosts', fn) };
+  const { prefix, t } = hostsBench(cleanup, 'e2e');
 
   printHeader(
     `end to end: deploy ${REPLICAS} replicas over ${HOSTS} hosts; failover of a dead worker (${RUNS} runs)`,
@@ -765,10 +741,4 @@ async function bench(cleanup: Cleanup): Promise<number> {
   return failure ? 1 : 0;
 }
 
-main().then(
-  (code) => process.exit(code),
-  (e: Error) => {
-    console.error(e.stack ?? e.message);
-    process.exit(1);
-  },
-);
+runBench(bench);

@@ -12,7 +12,7 @@ import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from '../src/api/client.js';
-import { cleanupPrefix } from '../src/engine/cleanup.js';
+import { cleanupPrefix, TEST_PREFIX } from '../src/engine/cleanup.js';
 import { buildTestImages, type TestImage } from '../test/lib/images.js';
 
 /** Root of the package (dist/bench -> repo). */
@@ -383,4 +383,53 @@ export async function memKb(pid: number): Promise<MemKb> {
     rss: field('Rss'),
     pss: field('Pss'),
   };
+}
+
+// ---- benchmarks on simulated hosts (test/lib/hosts.ts) ----
+
+/**
+ * The setting of a benchmark on simulated hosts: a `tsswarm-test-<kind>-<hex>` prefix (hosts.ts
+ * requires the test prefix), a final sweep that removes and reports whatever still carries it
+ * after the hosts' own teardown, and a tap-like `t` whose teardown callbacks run as cleanup steps
+ * (last registered first, once: at the end, on an error, or on SIGINT/SIGTERM/SIGHUP).
+ */
+export function hostsBench(
+  cleanup: Cleanup,
+  kind: string,
+): { prefix: string; t: { teardown(fn: () => unknown): void } } {
+  const prefix = `${TEST_PREFIX}${kind}-${randomBytes(4).toString('hex')}`;
+  cleanup.add(
+    'sweep',
+    async () => {
+      const r = await cleanupPrefix(prefix);
+      const left = {
+        ...(r.processes.length ? { processes: r.processes } : {}),
+        ...(r.mounts.length ? { mounts: r.mounts } : {}),
+        ...(r.netns.length ? { netns: r.netns } : {}),
+        ...(r.cgroups.length ? { cgroups: r.cgroups } : {}),
+        ...(r.loopDevices.length ? { loopDevices: r.loopDevices } : {}),
+      };
+      console.log(
+        Object.keys(left).length
+          ? `cleanup: LEFTOVERS removed by the final sweep: ${JSON.stringify(left)}`
+          : `cleanup: everything named ${prefix} is gone (final sweep found no process, mount, netns or cgroup)`,
+      );
+    },
+    Phase.sweep,
+  );
+  return { prefix, t: { teardown: (fn) => cleanup.add('hosts', fn) } };
+}
+
+/** Runs a benchmark with its cleanup (always run) and exits with its code (1 on an error). */
+export function runBench(bench: (cleanup: Cleanup) => Promise<number>): void {
+  const cleanup = new Cleanup();
+  bench(cleanup)
+    .finally(() => cleanup.run())
+    .then(
+      (code) => process.exit(code),
+      (e: Error) => {
+        console.error(e.stack ?? e.message);
+        process.exit(1);
+      },
+    );
 }

@@ -11,24 +11,16 @@
  * removed at the end, pass or fail or Ctrl-C. Prints numbers; asserts nothing.
  */
 import { execFile, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
-import { cleanupPrefix, TEST_PREFIX } from '../src/engine/cleanup.js';
 import { OverlayDatapath, type OverlayNetwork } from '../src/network/datapath.js';
 import { vethName } from '../src/network/links.js';
-import { startHosts, type TestHosts } from '../test/lib/hosts.js';
-import { Cleanup, intArg, Phase, printHeader, sleep, summarize, table } from './lib.js';
+import { execOn, startHosts } from '../test/lib/hosts.js';
+import { type Cleanup, hostsBench, intArg, printHeader, runBench, sleep, summarize, table } from './lib.js';
 
 const run = promisify(execFile);
 const RUNS = intArg('runs', 5);
 const SECONDS = intArg('seconds', 5);
 const NET: OverlayNetwork = { vni: 7001, subnet: '10.77.0.0/24', gateway: '10.77.0.1' };
-
-const execOn = (hosts: TestHosts, i: number) => async (argv: string[]) => {
-  const r = await hosts.exec(i, argv, { timeoutMs: 60_000 });
-  if (r.code !== 0) throw new Error(`host ${i}: ${argv.join(' ')}: exit ${r.code}: ${r.stderr.trim()}`);
-  return r.stdout;
-};
 
 /** Gbit/s of one iperf3 client run inside netns `from` (argv prefix) against `to`. */
 async function iperf(prefix: string[], to: string): Promise<number> {
@@ -42,25 +34,12 @@ async function iperf(prefix: string[], to: string): Promise<number> {
 }
 
 async function bench(cleanup: Cleanup): Promise<number> {
-  const prefix = `${TEST_PREFIX}ovl-${randomBytes(4).toString('hex')}`;
-  cleanup.add(
-    'sweep',
-    async () => {
-      const r = await cleanupPrefix(prefix);
-      const left = [...r.processes, ...r.netns, ...r.mounts];
-      console.log(
-        left.length
-          ? `cleanup: LEFTOVERS: ${JSON.stringify(left)}`
-          : `cleanup: everything named ${prefix} is gone`,
-      );
-    },
-    Phase.sweep,
-  );
+  const { prefix, t } = hostsBench(cleanup, 'ovl');
   printHeader(
     `overlay throughput: VXLAN between two hosts vs plain veth (iperf3, ${RUNS} × ${SECONDS} s each)`,
     prefix,
   );
-  const hosts = await startHosts({ teardown: (fn) => cleanup.add('hosts', fn) }, { count: 2, prefix });
+  const hosts = await startHosts(t, { count: 2, prefix });
   const containers: string[] = [];
   cleanup.add('containers', async () => {
     for (const c of containers) await run('ip', ['netns', 'del', c]).catch(() => {});
@@ -126,19 +105,4 @@ async function bench(cleanup: Cleanup): Promise<number> {
   return 0;
 }
 
-async function main(): Promise<number> {
-  const cleanup = new Cleanup();
-  try {
-    return await bench(cleanup);
-  } finally {
-    await cleanup.run();
-  }
-}
-
-main().then(
-  (code) => process.exit(code),
-  (e: Error) => {
-    console.error(e.stack ?? e.message);
-    process.exit(1);
-  },
-);
+runBench(bench);

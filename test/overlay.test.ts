@@ -12,20 +12,13 @@ import {
   type OverlayNetwork,
 } from '../src/network/datapath.js';
 import { macOf, vethName } from '../src/network/links.js';
-import { startHosts, type TestHosts } from './lib/hosts.js';
+import { execOn, startHosts } from './lib/hosts.js';
 
 const run = promisify(execFile);
 
 const A: OverlayNetwork = { vni: 5001, subnet: '10.10.1.0/24', gateway: '10.10.1.1' };
 const B: OverlayNetwork = { vni: 5002, subnet: '10.10.2.0/24', gateway: '10.10.2.1' };
 const I: OverlayNetwork = { vni: 5003, subnet: '10.10.3.0/24', gateway: '10.10.3.1', internal: true };
-
-/** Runs argv inside host i; throws with its stderr when it fails. */
-const execOn = (hosts: TestHosts, i: number) => async (argv: string[]) => {
-  const r = await hosts.exec(i, argv, { timeoutMs: 15_000 });
-  if (r.code !== 0) throw new Error(`host ${i}: ${argv.join(' ')}: exit ${r.code}: ${r.stderr.trim()}`);
-  return r.stdout;
-};
 
 t.test(
   'overlay datapath: VXLAN between hosts, isolation, internal networks, a container that moves',

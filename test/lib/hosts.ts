@@ -115,6 +115,15 @@ export interface TestHosts {
   teardown(): Promise<void>;
 }
 
+/** An Exec (argv → stdout) inside host i's network namespace; it throws with the command's stderr when it fails. */
+export function execOn(hosts: TestHosts, i: number, timeoutMs = 60_000): (argv: string[]) => Promise<string> {
+  return async (argv) => {
+    const r = await hosts.exec(i, argv, { timeoutMs });
+    if (r.code !== 0) throw new Error(`host ${i}: ${argv.join(' ')}: exit ${r.code}: ${r.stderr.trim()}`);
+    return r.stdout;
+  };
+}
+
 /** Loads the test images (busybox:test, cow:test, entry:test, shellform:test) into a host's daemon. */
 export async function loadImagesOn(host: HostDaemon | TestDaemon): Promise<void> {
   await loadTestImages(host);
