@@ -234,7 +234,7 @@ export async function startBenchDaemon(prefix: string, cleanup: Cleanup): Promis
   let log = '';
   const child = spawn(
     process.execPath,
-    [CLI, 'daemon', '--data-root', dataRoot, '--socket', socket, '--cgroup-parent', prefix],
+    [CLI, 'daemon', '--data-root', dataRoot, '--socket', socket, '--cgroup-parent', prefix, '--no-datapath'],
     { stdio: ['ignore', 'pipe', 'pipe'], detached: true },
   );
   child.stdout!.on('data', (d) => (log += d));

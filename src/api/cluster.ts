@@ -95,7 +95,7 @@ export interface NetworkRecord {
   /** No way out of the network (no gateway to the outside). */
   internal: boolean;
   labels: Record<string, string>;
-  /** Overlay: its VXLAN network identifier. */
+  /** Overlay: its VXLAN network identifier. Bridge: the number in its link's name (no VXLAN). */
   vni?: number;
   createdAt: number;
 }

@@ -60,11 +60,21 @@ function buildProgram(done: (code: number) => void): Command {
     .option('--tlscert <file>', 'server certificate for --listen')
     .option('--tlskey <file>', 'server key for --listen')
     .option('--tlscacert <file>', 'CA that client certificates must be signed by')
+    .option(
+      '--no-datapath',
+      "give swarm tasks loopback only and leave the host's network alone (no bridges, VXLAN, rules or DNS)",
+    )
+    .option(
+      '--dns-upstream <addrs>',
+      "resolvers (comma-separated IPs) for names outside the swarm asked of the containers' DNS; none: answer NXDOMAIN (default: this host's /etc/resolv.conf)",
+    )
     .action(
       async (o: {
         dataRoot: string;
         socket: string;
         cgroupParent: string;
+        datapath: boolean;
+        dnsUpstream?: string;
         listen?: string;
         tlscert?: string;
         tlskey?: string;
@@ -82,6 +92,7 @@ function buildProgram(done: (code: number) => void): Command {
           tlsCert: o.tlscert,
           tlsKey: o.tlskey,
           tlsCaCert: o.tlscacert,
+          network: { datapath: o.datapath, dnsUpstream: o.dnsUpstream },
           log,
         });
         const stop = async (sig: string) => {

@@ -4,6 +4,7 @@ import { dirname } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { invalid, precondition, TsswarmError } from '../api/errors.js';
 import { Engine } from '../engine/engine.js';
+import { parseUpstreams } from '../network/dns.js';
 import { registerClusterRoutes, SwarmHolder } from './clusterRoutes.js';
 import { registerEngineRoutes } from './routes.js';
 import { handleUpgrade } from './streams.js';
@@ -17,6 +18,8 @@ export interface DaemonOptions {
   tlsCert?: string;
   tlsKey?: string;
   tlsCaCert?: string;
+  /** --no-datapath, --dns-upstream (parseUpstreams). */
+  network?: { datapath: boolean; dnsUpstream?: string };
   log?: (msg: string) => void;
 }
 
@@ -101,7 +104,15 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     await fs.rm(opts.socket, { force: true });
   }
   await fs.mkdir(dirname(opts.socket), { recursive: true });
-  const engine = new Engine({ dataRoot: opts.dataRoot, cgroupParent: opts.cgroupParent, log: opts.log });
+  const engine = new Engine({
+    dataRoot: opts.dataRoot,
+    cgroupParent: opts.cgroupParent,
+    log: opts.log,
+    network: {
+      datapath: opts.network?.datapath ?? true,
+      dnsUpstreams: parseUpstreams(opts.network?.dnsUpstream),
+    },
+  });
   // relative unix socket paths to the shims are resolved from here (see ContainerManager.ctlPath)
   await fs.mkdir(opts.dataRoot, { recursive: true, mode: 0o711 });
   process.chdir(opts.dataRoot);

@@ -14,6 +14,12 @@ export interface EngineOptions {
   cgroupParent: string;
   shimPath?: string;
   log?: (msg: string) => void;
+  /**
+   * The host's side of task networking (src/network/node.ts). datapath false: swarm tasks get
+   * loopback only and nothing of the host's network is touched. dnsUpstreams: where the
+   * embedded DNS sends names outside the swarm (empty: answered NXDOMAIN).
+   */
+  network?: { datapath: boolean; dnsUpstreams: string[] };
 }
 
 /** Where the C helper is: $TSSWARM_SHIM, else build/tsswarm-shim in this package. */

@@ -13,6 +13,7 @@ import type { NodeCredentials } from './ca/tls.js';
 import { verifyJoinToken } from './ca/token.js';
 import { HeartbeatKeeper } from './liveness.js';
 import { recordStatus } from './localLink.js';
+import type { NetworkViews } from './netViews.js';
 import type { Store } from './store/types.js';
 
 export const DEFAULT_DISPATCHER_PORT = 2377;
@@ -70,6 +71,8 @@ export interface DispatcherOptions {
   nodeId: string;
   /** Prepares etcd for a joining manager (adds its member when the etcd is the swarm's own). */
   addManager: (joiner: { nodeId: string; address: string; csrPem: string }) => Promise<ManagerEtcdInfo>;
+  /** The nodes' network views, streamed in their sessions. */
+  views: NetworkViews;
   log?: (m: string) => void;
 }
 
@@ -278,7 +281,10 @@ export class Dispatcher {
     return this.managersCache.list;
   }
 
-  /** Streams the node's assignments (NDJSON: the whole list each time it changes). */
+  /**
+   * Streams the node's assignments (NDJSON: `{tasks}`, the whole list each time it changes)
+   * and its network view (`{net}`, each time it changes).
+   */
   private async session(nodeId: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
     res.writeHead(200, { 'content-type': 'application/x-ndjson' });
     this.heartbeats.takeOver(nodeId);
@@ -309,7 +315,9 @@ export class Dispatcher {
     });
     await handle.ready;
     send();
+    const offView = this.opts.views.subscribe(nodeId, (net) => res.write(`${JSON.stringify({ net })}\n`));
     await new Promise<void>((resolve) => req.socket.once('close', () => resolve()));
+    offView();
     clearTimeout(timer);
     await handle.cancel();
   }

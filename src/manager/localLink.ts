@@ -1,5 +1,7 @@
 import type { TaskRecord } from '../api/cluster.js';
+import type { NetView } from '../network/view.js';
 import type { ManagerLink, StatusUpdate } from '../worker/agent.js';
+import type { NetworkViews } from './netViews.js';
 import { canTransition } from './orchestrator/states.js';
 import type { Store } from './store/types.js';
 
@@ -9,7 +11,15 @@ import type { Store } from './store/types.js';
  * TLS session with a manager (the next step of the control plane).
  */
 export class LocalLink implements ManagerLink {
-  constructor(private readonly store: Store) {}
+  constructor(
+    private readonly store: Store,
+    private readonly views: NetworkViews,
+  ) {}
+
+  async watchNetwork(nodeId: string, onView: (view: NetView) => void) {
+    const off = this.views.subscribe(nodeId, (v) => onView(structuredClone(v)));
+    return { cancel: async () => void off() };
+  }
 
   async watchAssignments(nodeId: string, onTasks: (tasks: TaskRecord[]) => void) {
     const mine = new Map<string, TaskRecord>();

@@ -102,7 +102,7 @@ export class NetworkApi {
       attachable: !!req.attachable,
       internal: !!req.internal,
       labels: req.labels ?? {},
-      ...(driver === 'overlay' ? { vni } : {}),
+      vni,
       createdAt: Date.now(),
     };
     await this.store.create('networks', rec.id, rec);

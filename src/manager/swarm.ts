@@ -12,6 +12,7 @@ import { type ConsulSettings, consulSettings, type TaskSource } from '../discove
 import type { Engine } from '../engine/engine.js';
 import { atomicWriteJson } from '../engine/fsutil.js';
 import { type AddressPool, checkPools, DEFAULT_SWARM_POOLS } from '../network/ipam.js';
+import { nodeNetworkFor } from '../network/node.js';
 import { VERSION } from '../version.js';
 import { Agent } from '../worker/agent.js';
 import { NodeApi } from '../worker/nodeApi.js';
@@ -32,6 +33,7 @@ import { JobApi } from './jobs/api.js';
 import { JobRunner } from './jobs/runner.js';
 import { NodeMonitor } from './liveness.js';
 import { LocalLink } from './localLink.js';
+import { NetworkViews } from './netViews.js';
 import { NetworkApi } from './networks.js';
 import { Reconciler } from './reconciler.js';
 import { normalizeServiceSpec } from './serviceSpec.js';
@@ -98,6 +100,7 @@ export class SwarmNode {
   private jobRunner?: JobRunner;
   private agent?: Agent;
   private dispatcher?: Dispatcher;
+  private views?: NetworkViews;
   private nodeApi?: NodeApi;
   private selfWatch?: { cancel(): Promise<void> };
   private closed = false;
@@ -370,8 +373,11 @@ export class SwarmNode {
     const creds = JSON.parse(
       readFileSync(SwarmNode.credsPath(this.engine.opts.dataRoot), 'utf8'),
     ) as NodeCredentials;
+    this.views = new NetworkViews(this.store);
+    await this.views.start();
     this.dispatcher = new Dispatcher(this.store, {
       ...this.state.dispatcher,
+      views: this.views,
       creds,
       nodeId: this.state.nodeId,
       addManager: (j) => this.addManager(j),
@@ -389,7 +395,13 @@ export class SwarmNode {
     await this.refreshEndpoints();
     this.endpointsTimer = setInterval(() => void this.refreshEndpoints(), 10_000);
     this.campaign();
-    this.agent = new Agent(this.engine, new LocalLink(this.store), this.state.nodeId, this.log);
+    this.agent = new Agent(
+      this.engine,
+      new LocalLink(this.store, this.views),
+      this.state.nodeId,
+      this.log,
+      nodeNetworkFor(this.engine.opts, this.state.dispatcher.host, this.log),
+    );
     void this.agent.start().catch((e) => this.log(`agent did not start: ${(e as Error).message}`));
     this.selfWatch = this.store.watch<NodeRecord>('nodes', {}, (ev) => {
       if (
@@ -495,6 +507,7 @@ export class SwarmNode {
     await this.dispatcher?.close().catch(() => {});
     await this.nodeApi?.close().catch(() => {});
     await this.agent?.stop().catch(() => {});
+    await this.views?.close().catch(() => {});
     await this.reconciler?.stop().catch(() => {});
     await this.jobRunner?.stop().catch(() => {});
     await this.monitor?.stop().catch(() => {});

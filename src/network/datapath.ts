@@ -1,8 +1,8 @@
 /**
  * The overlay datapath of one host (DESIGN.md §6), programmed with iproute2 and iptables:
  *
- * - per network, a bridge `tsbr<VNI>` (holding the gateway address unless the network is
- *   internal) and a VXLAN device `tsvx<VNI>` enslaved to it, with learning off and ARP proxy
+ * - per network, a bridge `tsbr<VNI>` holding the gateway address (the containers' default
+ *   route and DNS server) and, for an overlay, a VXLAN device `tsvx<VNI>` enslaved to it, with learning off and ARP proxy
  *   on: the VXLAN device answers ARP for remote peers from its neighbour table, and forwards
  *   their frames to their host by static forwarding entries (no multicast, no flooding);
  * - per container attachment, a veth pair: `tsc…` on the bridge, the other end moved into the
@@ -11,7 +11,10 @@
  * - isolation: forwarding between two tsswarm bridges is dropped, and an internal network's
  *   bridge forwards nowhere (chain TSSWARM-ISOLATION, jumped to from FORWARD), so networks stay
  *   apart even on a host that routes; traffic within one bridge returns first (where
- *   br_netfilter is loaded, bridged frames traverse FORWARD too).
+ *   br_netfilter is loaded, bridged frames traverse FORWARD too). An internal network's
+ *   containers reach their host only for DNS (chain TSSWARM-INPUT, jumped to from INPUT);
+ * - egress: a network that is not internal is masqueraded behind the host's address when its
+ *   traffic leaves through another interface (POSTROUTING), as Docker's bridges are.
  *
  * Every command runs through `exec` (argv, in the host's network namespace), which the daemon
  * runs directly and a test runs inside a simulated host. Failures throw with the command and
@@ -35,6 +38,8 @@ export type Exec = (argv: string[]) => Promise<string>;
 
 export interface OverlayNetwork {
   vni: number;
+  /** bridge: a bridge on this host only, no VXLAN device. Default overlay. */
+  driver?: 'overlay' | 'bridge';
   /** CIDR, e.g. 10.0.1.0/24. */
   subnet: string;
   gateway: string;
@@ -57,6 +62,7 @@ export interface Attachment {
 }
 
 const ISOLATION = 'TSSWARM-ISOLATION';
+const INPUT = 'TSSWARM-INPUT';
 
 export class OverlayDatapath {
   /** What each network's VXLAN device was last programmed with. */
@@ -82,11 +88,13 @@ export class OverlayDatapath {
     const vx = vxlanName(n.vni);
     const existing = new Set(await this.links());
     if (!existing.has(br)) await this.ip(['link', 'add', br, 'mtu', String(this.mtu), 'type', 'bridge']);
-    if (!n.internal) {
-      const prefix = parseCidr(n.subnet).prefix;
-      await this.ip(['addr', 'replace', `${n.gateway}/${prefix}`, 'dev', br]);
-    }
+    const prefix = parseCidr(n.subnet).prefix;
+    await this.ip(['addr', 'replace', `${n.gateway}/${prefix}`, 'dev', br]);
     await this.ip(['link', 'set', br, 'up']);
+    // traffic within the network passes (bridged frames traverse FORWARD where br_netfilter is on)
+    await this.iptables(['-I', ISOLATION, '-i', br, '-o', br, '-j', 'RETURN'], true);
+    for (const rule of this.perNetworkRules(n)) await this.iptables(['-A', ...rule], true);
+    if (n.driver === 'bridge') return;
     if (!existing.has(vx))
       await this.ip([
         'link',
@@ -106,18 +114,27 @@ export class OverlayDatapath {
         'proxy',
       ]);
     await this.ip(['link', 'set', vx, 'master', br, 'up']);
-    // traffic within the network passes (bridged frames traverse FORWARD where br_netfilter is on)
-    await this.iptables(['-I', ISOLATION, '-i', br, '-o', br, '-j', 'RETURN'], true);
-    if (n.internal) await this.iptables(['-A', ISOLATION, '-i', br, '!', '-o', br, '-j', 'DROP'], true);
+  }
+
+  /** The rules (chain first, `-A` left out) a network adds beyond its ISOLATION return. */
+  private perNetworkRules(n: OverlayNetwork): string[][] {
+    const br = bridgeName(n.vni);
+    if (n.internal)
+      return [
+        [ISOLATION, '-i', br, '!', '-o', br, '-j', 'DROP'],
+        [INPUT, '-i', br, '-p', 'udp', '--dport', '53', '-j', 'RETURN'],
+        [INPUT, '-i', br, '-j', 'DROP'],
+      ];
+    return [['POSTROUTING', '-t', 'nat', '-s', n.subnet, '!', '-o', br, '-j', 'MASQUERADE']];
   }
 
   /** Removes the network's links (and rules) from this host. */
-  async removeNetwork(vni: number): Promise<void> {
-    const br = bridgeName(vni);
-    for (const name of [vxlanName(vni), br]) await this.ip(['link', 'del', name]).catch(() => {});
+  async removeNetwork(n: OverlayNetwork): Promise<void> {
+    const br = bridgeName(n.vni);
+    for (const name of [vxlanName(n.vni), br]) await this.ip(['link', 'del', name]).catch(() => {});
     await this.iptables(['-D', ISOLATION, '-i', br, '-o', br, '-j', 'RETURN']).catch(() => {});
-    await this.iptables(['-D', ISOLATION, '-i', br, '!', '-o', br, '-j', 'DROP']).catch(() => {});
-    this.programmed.delete(vni);
+    for (const rule of this.perNetworkRules(n)) await this.iptables(['-D', ...rule]).catch(() => {});
+    this.programmed.delete(n.vni);
   }
 
   /**
@@ -188,8 +205,10 @@ export class OverlayDatapath {
   private ensureIsolation(): Promise<void> {
     this.isolation ??= (async () => {
       await this.iptables(['-N', ISOLATION]).catch(() => {}); // exists already
+      await this.iptables(['-N', INPUT]).catch(() => {});
       await this.iptables(['-A', ISOLATION, '-i', 'tsbr+', '-o', 'tsbr+', '-j', 'DROP'], true);
       await this.iptables(['-I', 'FORWARD', '-j', ISOLATION], true);
+      await this.iptables(['-I', 'INPUT', '-j', INPUT], true);
     })().catch((e) => {
       this.isolation = undefined;
       throw e;

@@ -3,6 +3,8 @@ import type { ContainerRecord } from '../engine/containers/types.js';
 import type { Engine } from '../engine/engine.js';
 import { isTerminal } from '../manager/orchestrator/states.js';
 import type { TaskStatus } from '../manager/orchestrator/types.js';
+import type { NodeNetwork } from '../network/node.js';
+import type { NetView } from '../network/view.js';
 
 export interface StatusUpdate {
   taskId: string;
@@ -19,12 +21,21 @@ export interface ManagerLink {
   ): Promise<{ cancel(): Promise<void> }>;
   /** Records task status changes; a status never moves backwards (the manager refuses that). */
   report(updates: StatusUpdate[]): Promise<void>;
+  /** Calls `onView` with the node's network view (src/network/view.ts), now and after every change. */
+  watchNetwork(nodeId: string, onView: (view: NetView) => void): Promise<{ cancel(): Promise<void> }>;
 }
 
 export const TASK_LABEL = 'org.tsswarm.task.id';
 /** The longest a stop waits for discovery to let go of the task. */
 export const DRAIN_MS = 2_000;
 export const SERVICE_LABEL = 'org.tsswarm.service.name';
+/** The ids of the networks a task's container is attached to, comma-separated. */
+export const NETWORKS_LABEL = 'org.tsswarm.task.networks';
+/**
+ * How long a task on a network stays up after it left its service's DNS names and VIPs (the
+ * view every node gets), before it is stopped: time for the other nodes to stop sending to it.
+ */
+export const NET_DRAIN_MS = 500;
 
 /**
  * The worker agent: runs the tasks assigned to its node through the local engine, reports
@@ -35,6 +46,7 @@ export class Agent {
   private tasks = new Map<string, TaskRecord>();
   private queue: Promise<void> = Promise.resolve();
   private watch?: { cancel(): Promise<void> };
+  private netWatch?: { cancel(): Promise<void> };
   private offExit?: () => void;
   private offHealth?: () => void;
   private readonly busy = new Set<string>();
@@ -46,9 +58,26 @@ export class Agent {
     private readonly link: ManagerLink,
     private readonly nodeId: string,
     private readonly log: (m: string) => void = () => {},
+    /** The node's datapath: task namespaces, VIPs, DNS (absent: tasks get loopback only). */
+    private readonly network?: NodeNetwork,
   ) {}
 
   async start(): Promise<void> {
+    if (this.network) {
+      const keep = new Map<string, string[]>();
+      for (const c of this.engine.containers.list(true)) {
+        const id = c.config.labels[TASK_LABEL];
+        const nets = c.config.labels[NETWORKS_LABEL];
+        if (id && nets && c.state.status === 'running') keep.set(id, nets.split(','));
+      }
+      await this.network.reconcile(keep);
+      const network = this.network;
+      this.netWatch = await this.link.watchNetwork(this.nodeId, (v) => network.setView(v));
+      this.drainers.add(async (taskId) => {
+        if (this.tasks.get(taskId)?.attachments?.length)
+          await new Promise((r) => setTimeout(r, NET_DRAIN_MS));
+      });
+    }
     this.offExit = this.engine.containers.onExit((rec) => {
       this.changed();
       this.enqueue(() => this.onContainerExit(rec));
@@ -111,17 +140,21 @@ export class Agent {
     this.offExit?.();
     this.offHealth?.();
     await this.watch?.cancel();
+    await this.netWatch?.cancel();
     await this.queue;
+    this.network?.close();
   }
 
   /** Stops the agent and removes every task container (the node leaves the swarm). */
   async removeTaskContainers(): Promise<void> {
     await this.stop();
     for (const c of this.engine.containers.list(true)) {
-      if (c.config.labels[TASK_LABEL])
-        await this.engine.containers
-          .remove(c.id, { force: true })
-          .catch((e) => this.log(`agent: cannot remove ${c.id}: ${(e as Error).message}`));
+      const taskId = c.config.labels[TASK_LABEL];
+      if (!taskId) continue;
+      await this.engine.containers
+        .remove(c.id, { force: true })
+        .catch((e) => this.log(`agent: cannot remove ${c.id}: ${(e as Error).message}`));
+      await this.network?.release(taskId);
     }
   }
 
@@ -184,7 +217,10 @@ export class Agent {
       const taskId = c.config.labels[TASK_LABEL];
       if (!taskId || this.tasks.has(taskId) || this.busy.has(taskId)) continue;
       this.log(`agent: removing container ${c.name} of a task no longer assigned here`);
-      this.spawn(taskId, () => this.engine.containers.remove(c.id, { force: true }).then(() => {}));
+      this.spawn(taskId, async () => {
+        await this.engine.containers.remove(c.id, { force: true });
+        await this.network?.release(taskId);
+      });
     }
   }
 
@@ -203,6 +239,7 @@ export class Agent {
       await this.drain(task.id);
       await this.engine.containers.stop(c.id);
     }
+    await this.network?.release(task.id);
     if (!isTerminal(task.status.state)) {
       await this.report(task, 'shutdown', { message: 'shut down', exitCode: c.state.exitCode });
     }
@@ -214,6 +251,7 @@ export class Agent {
     try {
       await this.report(task, 'accepted');
       await this.report(task, 'preparing');
+      const net = await this.network?.prepare(task);
       const limits = spec.limits;
       const { record } = await this.engine.containers.create({
         image: spec.image,
@@ -229,7 +267,13 @@ export class Agent {
         init: spec.init,
         stopSignal: spec.stopSignal,
         stopTimeout: Math.ceil(spec.stopGracePeriodMs / 1000),
-        labels: { ...spec.labels, [TASK_LABEL]: task.id, [SERVICE_LABEL]: task.serviceName },
+        labels: {
+          ...spec.labels,
+          [TASK_LABEL]: task.id,
+          [SERVICE_LABEL]: task.serviceName,
+          ...(net ? { [NETWORKS_LABEL]: (task.attachments ?? []).map((a) => a.networkId).join(',') } : {}),
+        },
+        ...(net ? { netns: net.netns, dns: net.dns, extraHosts: net.extraHosts } : {}),
         ...(spec.healthcheck ? { healthcheck: spec.healthcheck } : {}),
         resources: {
           memory: limits.memoryBytes ? String(limits.memoryBytes) : undefined,
@@ -249,6 +293,7 @@ export class Agent {
       await this.report(task, state, { err, message: err }).catch(() => {});
       const c = this.containerOf(task.id);
       if (c) await this.engine.containers.remove(c.id, { force: true }).catch(() => {});
+      await this.network?.release(task.id).catch(() => {});
     }
   }
 
@@ -268,6 +313,7 @@ export class Agent {
   private async onContainerExit(c: ContainerRecord): Promise<void> {
     const taskId = c.config.labels[TASK_LABEL];
     const task = taskId ? this.tasks.get(taskId) : undefined;
+    if (taskId) await this.network?.release(taskId);
     if (!task || isTerminal(task.status.state)) return;
     const code = c.state.exitCode ?? 255;
     if (task.desiredState !== 'running')

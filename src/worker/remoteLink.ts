@@ -3,6 +3,7 @@ import { request } from 'node:https';
 import type { TaskRecord } from '../api/cluster.js';
 import { fromWire, TsswarmError } from '../api/errors.js';
 import type { NodeCredentials } from '../manager/ca/tls.js';
+import type { NetView } from '../network/view.js';
 import type { ManagerLink, StatusUpdate } from './agent.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -92,6 +93,8 @@ export class RemoteLink implements ManagerLink {
   private heartbeatTimer?: NodeJS.Timeout;
   private sessionRes?: IncomingMessage;
   private managers: string[];
+  private onView?: (view: NetView) => void;
+  private lastView?: NetView;
   /** Every heartbeat answer (the managers as they are now, this node's role). */
   onHeartbeat?: (answer: { managers?: string[]; role?: string }) => void;
 
@@ -154,6 +157,17 @@ export class RemoteLink implements ManagerLink {
     void beat();
   }
 
+  /** The network view comes in the assignments' session (watchAssignments). */
+  async watchNetwork(_nodeId: string, onView: (view: NetView) => void) {
+    this.onView = onView;
+    if (this.lastView) onView(this.lastView);
+    return {
+      cancel: async () => {
+        this.onView = undefined;
+      },
+    };
+  }
+
   async watchAssignments(_nodeId: string, onTasks: (tasks: TaskRecord[]) => void) {
     let backoff = 100;
     const loop = async () => {
@@ -173,8 +187,12 @@ export class RemoteLink implements ManagerLink {
             while (nl >= 0) {
               const line = buf.slice(0, nl);
               buf = buf.slice(nl + 1);
-              const msg = JSON.parse(line) as { tasks?: TaskRecord[] };
+              const msg = JSON.parse(line) as { tasks?: TaskRecord[]; net?: NetView };
               if (msg.tasks) onTasks(msg.tasks);
+              if (msg.net) {
+                this.lastView = msg.net;
+                this.onView?.(msg.net);
+              }
               nl = buf.indexOf('\n');
             }
           }

@@ -5,6 +5,7 @@ import type { Engine } from '../engine/engine.js';
 import { atomicWriteJson } from '../engine/fsutil.js';
 import type { NodeCredentials } from '../manager/ca/tls.js';
 import type { JoinAnswer } from '../manager/dispatcher.js';
+import { nodeNetworkFor } from '../network/node.js';
 import { Agent } from './agent.js';
 import { certificateAddress, NodeApi } from './nodeApi.js';
 import { callJson, RemoteLink } from './remoteLink.js';
@@ -82,7 +83,8 @@ export class WorkerNode {
     log: (m: string) => void,
   ) {
     const link = new RemoteLink(state.managers, creds, log);
-    const agent = new Agent(engine, link, state.nodeId, log);
+    const vtep = certificateAddress(creds.certPem);
+    const agent = new Agent(engine, link, state.nodeId, log, nodeNetworkFor(engine.opts, vtep, log));
     const node = new WorkerNode(engine.opts.dataRoot, state, creds, link, agent);
     link.onHeartbeat = (a) => node.heard(a);
     link.startHeartbeats();

@@ -99,7 +99,19 @@ export async function startTestDaemon(t: Teardown, extraArgs: string[] = []): Pr
     log = '';
     child = spawn(
       process.execPath,
-      [CLI, 'daemon', '--data-root', dataRoot, '--socket', socket, '--cgroup-parent', prefix, ...extraArgs],
+      // in the machine's own network namespace: nothing of its network is touched (hosts.ts runs the datapath)
+      [
+        CLI,
+        'daemon',
+        '--data-root',
+        dataRoot,
+        '--socket',
+        socket,
+        '--cgroup-parent',
+        prefix,
+        '--no-datapath',
+        ...extraArgs,
+      ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     child.stdout!.on('data', (d) => (log += d));

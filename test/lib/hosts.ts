@@ -442,6 +442,9 @@ export async function startHosts(t: Teardown, opts: { count: number; prefix?: st
           h.socket,
           '--cgroup-parent',
           h.cgroupParent,
+          // the containers' DNS forwards nothing: no query leaves the simulated hosts
+          '--dns-upstream',
+          'none',
           ...extraArgs,
         ],
         { stdio: ['ignore', 'pipe', 'pipe'] },

@@ -202,6 +202,9 @@ export class ContainerManager {
       logMaxFiles: maxFiles,
       limits,
       healthcheck: resolveHealthcheck(image.config.Healthcheck, req.healthcheck),
+      ...(req.netns ? { netns: req.netns } : {}),
+      ...(req.dns ? { dns: req.dns } : {}),
+      ...(req.extraHosts?.length ? { extraHosts: req.extraHosts } : {}),
     };
     if (!config.workingDir.startsWith('/'))
       throw invalid(`the working directory "${config.workingDir}" is not absolute`);
@@ -248,13 +251,22 @@ export class ContainerManager {
     const { cgroup, warnings } = await this.opts.cgroups.create(this.cgroupName(rec.id), cfg.limits);
     try {
       writeFileSync(join(dir, 'hostname'), `${cfg.hostname}\n`);
+      const extra = (cfg.extraHosts ?? []).map(([ip, name]) => `${ip}\t${name}\n`).join('');
       writeFileSync(
         join(dir, 'hosts'),
-        `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${cfg.hostname}\n`,
+        `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n${extra || `127.0.1.1\t${cfg.hostname}\n`}`,
       );
+      const etcFiles = ['hostname', 'hosts'];
+      if (cfg.dns) {
+        writeFileSync(
+          join(dir, 'resolv.conf'),
+          `${cfg.dns.map((a) => `nameserver ${a}\n`).join('')}options ndots:0\n`,
+        );
+        etcFiles.push('resolv.conf');
+      }
       // bind targets exist before the container starts: a user-namespaced root could not create them
       mkdirSync(join(dir, 'upper', 'etc'), { recursive: true });
-      for (const f of ['hostname', 'hosts']) writeFileSync(join(dir, 'upper', 'etc', f), '', { flag: 'a' });
+      for (const f of etcFiles) writeFileSync(join(dir, 'upper', 'etc', f), '', { flag: 'a' });
       const spec: Directive[] = [
         ['id', rec.id],
         ['bundle', dir],
@@ -267,6 +279,8 @@ export class ContainerManager {
         ...cgroup.procsFiles.map((p): Directive => ['cgroup-procs', p]),
         ['bind', join(dir, 'hostname'), '/etc/hostname', 'rw'],
         ['bind', join(dir, 'hosts'), '/etc/hosts', 'rw'],
+        ...(cfg.dns ? [['bind', join(dir, 'resolv.conf'), '/etc/resolv.conf', 'rw'] as Directive] : []),
+        ...(cfg.netns ? [['netns', cfg.netns] as Directive] : []),
         ...cfg.devices.map((d): Directive => ['device', d.hostPath, d.containerPath]),
         ...MASKED_PATHS.map((p): Directive => ['mask', p]),
         ...READONLY_PATHS.map((p): Directive => ['readonly', p]),

@@ -31,6 +31,12 @@ export interface ContainerCreateRequest {
   resources?: ResourceFlags;
   /** `--health-*` (over the image's HEALTHCHECK; test ['NONE'] disables it). */
   healthcheck?: HealthcheckRequest;
+  /** Join this network namespace (a path, e.g. /run/netns/NAME) instead of a new one with loopback only. */
+  netns?: string;
+  /** The container's /etc/resolv.conf nameservers (absent: the image's file is left alone). */
+  dns?: string[];
+  /** Extra /etc/hosts entries: [address, name]. */
+  extraHosts?: Array<[string, string]>;
 }
 
 /** Docker's resource flags as typed by a user (devices come from the request's own field). */
@@ -67,6 +73,9 @@ export interface ContainerConfig {
   limits: ResourceLimits;
   /** The healthcheck the container runs, if any. */
   healthcheck?: HealthConfig;
+  netns?: string;
+  dns?: string[];
+  extraHosts?: Array<[string, string]>;
 }
 
 export type ContainerStatus = 'created' | 'running' | 'exited' | 'removing';
