@@ -9,7 +9,7 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import type { NodeRecord, ServiceRecord, TaskRecord } from '../src/api/cluster.js';
+import type { NetworkRecord, NodeRecord, ServiceRecord, TaskRecord } from '../src/api/cluster.js';
 import { type HostDaemon, loadImagesOn, startHosts } from './lib/hosts.js';
 import { cliJson, runningTasks } from './lib/swarm.js';
 import { until } from './lib/wait.js';
@@ -57,13 +57,34 @@ const STACK = `services:
     deploy:
       placement:
         constraints: [node.labels.client==yes]
+  pub:
+    image: busybox:test
+    command: ${JSON.stringify(HTTPD)}
+    networks: [front]
+    ports:
+      - target: 80
+        published: 8080
+    deploy:
+      placement:
+        constraints: [node.labels.client==yes]
+  hostport:
+    image: busybox:test
+    command: ${JSON.stringify(HTTPD)}
+    ports:
+      - target: 80
+        published: 8081
+        mode: host
+    deploy:
+      placement:
+        constraints: [node.labels.client==yes]
 networks:
   front: {}
   back: {}
 `;
 
 t.test('network datapath: names, VIPs and tasks across hosts, following a moved task', async (t) => {
-  const hosts = await startHosts(t, { count: 4 });
+  // host 5 runs no daemon: it is a client from outside the swarm
+  const hosts = await startHosts(t, { count: 5 });
   const d = await Promise.all([1, 2, 3, 4].map((i) => hosts.startDaemon(i)));
   const h = (i: number) => d[i - 1]!;
   await Promise.all(d.map((x) => loadImagesOn(x)));
@@ -117,8 +138,8 @@ t.test('network datapath: names, VIPs and tasks across hosts, following a moved 
   const inClient = (argv: string[], timeoutMs = 15_000) =>
     h(3).cli(['container', 'exec', client!.containerId!, ...argv], { timeoutMs });
   // an HTTP request with nc (busybox-static's wget crashes without libc's service database)
-  const REQUEST = (target: string) =>
-    `printf 'GET /cgi-bin/ip HTTP/1.0\\r\\n\\r\\n' | nc -w 2 ${target} 80 | tail -n 1`;
+  const REQUEST = (target: string, port = 80) =>
+    `printf 'GET /cgi-bin/ip HTTP/1.0\\r\\n\\r\\n' | nc -w 2 ${target} ${port} | tail -n 1`;
   const fetch = async (target: string) => {
     const r = await inClient(['sh', '-c', REQUEST(target)]);
     // httpd listens on IPv6 too: an IPv4 client shows as [::ffff:A.B.C.D]
@@ -169,6 +190,32 @@ t.test('network datapath: names, VIPs and tasks across hosts, following a moved 
     t.same((await lookup('tasks.net_rr')).addrs, rr);
   });
 
+  await t.test('an ingress port answers on every host, and the task sees the real client', async (t) => {
+    await running('net_pub', 1);
+    const outside = hosts.address(5);
+    for (const i of [1, 2, 3, 4]) {
+      const line = await until(
+        `host ${i} answers on 8080`,
+        async () => {
+          const r = await hosts.exec(5, ['busybox', 'sh', '-c', REQUEST(hosts.address(i), 8080)]);
+          return r.stdout.trim().replace(/^\[::ffff:([\d.]+)\]/, '$1');
+        },
+        (l) => l.startsWith(`${outside} `),
+        20_000,
+      );
+      t.match(line, new RegExp(`^${outside.replace(/\./g, '\\.')} `), `host ${i}: the task sees ${outside}`);
+    }
+    const host = async (i: number) =>
+      (await hosts.exec(5, ['busybox', 'sh', '-c', REQUEST(hosts.address(i), 8081)])).stdout.trim();
+    await until(
+      'host mode: host 3 answers on 8081',
+      () => host(3),
+      (l) => l.includes(outside),
+      20_000,
+    );
+    t.equal(await host(2), '', 'host mode: host 2 does not');
+  });
+
   await t.test('another network is out of reach; unknown names are NXDOMAIN', async (t) => {
     const [secret] = runningTasks(await tasksOf('net_secret'));
     const l = await lookup('secret');
@@ -206,12 +253,15 @@ t.test('network datapath: names, VIPs and tasks across hosts, following a moved 
     );
     t.ok(fdb, 'fdb has host 4');
     // host 2's tasks stop within their grace period (10 s: httpd as PID 1 ignores SIGTERM)
+    const ingress = (await cliJson<NetworkRecord[]>(h(1), ['network', 'ls'])).find((n) => n.ingress)!;
     const leftovers = async () => {
       const ns = (await hosts.exec(2, ['ip', 'netns', 'list'])).stdout;
       const links = (await hosts.exec(2, ['ip', '-o', 'link'])).stdout;
       return [
         ...[...ns.matchAll(new RegExp(`${hosts.host(2).cgroupParent}-\\S+`, 'g'))].map((m) => m[0]),
-        ...[...links.matchAll(/ (ts(?:c|br|vx)[0-9a-f]+)[@:]/g)].map((m) => m[1]!),
+        ...[...links.matchAll(/ (ts(?:c|br|vx)[0-9a-f]+)[@:]/g)]
+          .map((m) => m[1]!)
+          .filter((l) => !l.endsWith(String(ingress.vni))), // the routing mesh stays on every node
       ];
     };
     t.same(

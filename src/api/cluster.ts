@@ -97,6 +97,10 @@ export interface NetworkRecord {
   labels: Record<string, string>;
   /** Overlay: its VXLAN network identifier. Bridge: the number in its link's name (no VXLAN). */
   vni?: number;
+  /** The routing mesh's network (`ingress`): published ports travel over it between nodes. */
+  ingress?: boolean;
+  /** Ingress: each node's own address on it, by node id (allocated by the leader). */
+  endpoints?: Record<string, string>;
   createdAt: number;
 }
 

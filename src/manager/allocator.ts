@@ -35,6 +35,8 @@ export class AddressBook {
     }
     for (const s of services)
       for (const v of s.virtualIps ?? []) this.used.get(v.networkId)?.add(bare(v.address));
+    for (const n of networks)
+      for (const a of Object.values(n.endpoints ?? {})) this.used.get(n.id)?.add(bare(a));
     for (const t of tasks) {
       if (isTerminal(t.status.state)) continue;
       if (!isDesiredUp(t.desiredState) && t.nodeId !== undefined && down.has(t.nodeId)) continue;
@@ -81,6 +83,30 @@ export class AddressBook {
       }
     }
     const same = next.length === have.length && next.every((v, i) => v.address === have[i]?.address);
+    return same ? undefined : next;
+  }
+
+  /**
+   * The ingress network's node endpoints as they should be: one address per node that has not
+   * left (kept when already there); undefined when nothing changes.
+   */
+  endpoints(net: NetworkRecord, nodes: readonly NodeRecord[]): Record<string, string> | undefined {
+    const have = net.endpoints ?? {};
+    const next: Record<string, string> = {};
+    for (const n of [...nodes].sort((a, b) => a.id.localeCompare(b.id))) {
+      if (n.left) continue;
+      if (have[n.id]) next[n.id] = have[n.id]!;
+      else {
+        try {
+          next[n.id] = this.take(net).address;
+        } catch {
+          // a full subnet: the node has no ingress until an address is free
+        }
+      }
+    }
+    const same =
+      Object.keys(next).length === Object.keys(have).length &&
+      Object.entries(next).every(([k, v]) => have[k] === v);
     return same ? undefined : next;
   }
 }

@@ -7,7 +7,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { NetworkRecord, ServiceRecord, TaskRecord } from '../api/cluster.js';
-import { conflict, invalid, notFound, precondition } from '../api/errors.js';
+import { conflict, invalid, notFound, precondition, TsswarmError } from '../api/errors.js';
 import { hostNetworks } from '../network/host.js';
 import {
   type AddressPool,
@@ -19,6 +19,8 @@ import {
 } from '../network/ipam.js';
 import type { Store } from './store/types.js';
 
+/** The routing mesh's network name, as Docker's. */
+export const INGRESS = 'ingress';
 const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
 /** The first VXLAN identifier, as Docker's. */
 const FIRST_VNI = 4097;
@@ -68,8 +70,23 @@ export class NetworkApi {
     throw notFound(`network ${ref} not found`);
   }
 
-  async create(req: NetworkCreateRequest): Promise<NetworkRecord> {
+  /**
+   * The routing mesh's network, `ingress` (overlay, from the swarm's pools), created when a
+   * service first publishes an ingress port. Every node gets an address on it (the leader's).
+   */
+  async ensureIngress(): Promise<void> {
+    if ((await this.list()).some((n) => n.ingress)) return;
+    await this.create({ name: INGRESS, labels: {} }, true).catch((e) => {
+      if (!(e instanceof TsswarmError && e.code === 'conflict')) throw e;
+    });
+  }
+
+  async create(req: NetworkCreateRequest, ingress = false): Promise<NetworkRecord> {
     const name = req.name ?? '';
+    if (name === INGRESS && !ingress)
+      throw conflict(
+        `the name ${INGRESS} is the routing mesh's network (created when a service publishes a port)`,
+      );
     if (!NAME_RE.test(name))
       throw invalid(`invalid network name "${name}": letters, digits, '_', '.', '-' (at most 63)`);
     const driver = req.driver ?? 'overlay';
@@ -103,6 +120,7 @@ export class NetworkApi {
       internal: !!req.internal,
       labels: req.labels ?? {},
       vni,
+      ...(ingress ? { ingress: true, endpoints: {} } : {}),
       createdAt: Date.now(),
     };
     await this.store.create('networks', rec.id, rec);
@@ -112,8 +130,10 @@ export class NetworkApi {
   /** Refused while a service is attached to it. */
   async remove(ref: string): Promise<void> {
     const n = await this.get(ref);
-    const users = (await this.cluster.services()).filter((s) =>
-      (s.spec.networks ?? []).some((a) => a.target === n.name),
+    const users = (await this.cluster.services()).filter(
+      (s) =>
+        (s.spec.networks ?? []).some((a) => a.target === n.name) ||
+        (n.ingress && s.spec.endpoint?.ports.some((p) => p.mode === 'ingress')),
     );
     if (users.length > 0)
       throw precondition(

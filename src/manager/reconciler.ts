@@ -75,6 +75,8 @@ export class Reconciler {
       seed?: number;
       /** Ended tasks kept per slot (per node for the global modes); default 5, negative: all. */
       historyLimit?: number;
+      /** Creates the ingress network (called when a service publishes an ingress port and it is missing). */
+      ensureIngress?: () => Promise<void>;
     } = {},
   ) {
     this.loop = new PassLoop(() => this.pass(), { batchMs: PASS_BATCH_MS, log: (m) => this.log(m) });
@@ -109,6 +111,13 @@ export class Reconciler {
       this.store.list<NodeRecord>('nodes'),
       this.store.list<NetworkRecord>('networks'),
     ]);
+    const publishes = services.items.some((s) =>
+      s.value.spec.endpoint?.ports.some((p) => p.mode === 'ingress' && p.published !== undefined),
+    );
+    if (publishes && !networks.items.some((n) => n.value.ingress) && this.opts.ensureIngress) {
+      await this.opts.ensureIngress();
+      return this.pass();
+    }
     const book = new AddressBook(
       networks.items.map((n) => n.value),
       services.items.map((s) => s.value),
@@ -125,6 +134,23 @@ export class Reconciler {
     }
     const ops: TxnOp[] = [];
     let wake: number | undefined;
+
+    // the ingress network: an address on it for every node
+    for (const it of networks.items) {
+      if (!it.value.ingress) continue;
+      const endpoints = book.endpoints(
+        it.value,
+        nodes.items.map((n) => n.value),
+      );
+      if (endpoints)
+        ops.push({
+          op: 'update',
+          kind: 'networks',
+          id: it.id,
+          value: { ...it.value, endpoints },
+          expectedVersion: it.version,
+        });
+    }
 
     // the manager owns a task until it is assigned: one no longer wanted simply ends there
     for (const it of tasks.items) {

@@ -424,7 +424,10 @@ export class SwarmNode {
         if (this.closed || this.leadership !== l) return;
         this.log(`node ${this.state.nodeId} is the leader`);
         this.monitor = new NodeMonitor(this.store, this.log);
-        this.reconciler = new Reconciler(this.store, { log: this.log });
+        this.reconciler = new Reconciler(this.store, {
+          log: this.log,
+          ensureIngress: () => this.networks.ensureIngress(),
+        });
         this.reconciler.start();
         this.reconciler.kick();
         this.jobRunner = new JobRunner(this.store, this.log);

@@ -40,6 +40,12 @@ export interface OverlayNetwork {
   vni: number;
   /** bridge: a bridge on this host only, no VXLAN device. Default overlay. */
   driver?: 'overlay' | 'bridge';
+  /**
+   * The routing mesh's network: `gateway` is this host's own address on it, which its bridge
+   * also takes as MAC (macOf), so that other hosts reach it without learning; only
+   * port-forwarded (DNATed) connections cross between it and other bridges; no masquerade.
+   */
+  ingress?: boolean;
   /** CIDR, e.g. 10.0.1.0/24. */
   subnet: string;
   gateway: string;
@@ -88,12 +94,13 @@ export class OverlayDatapath {
     const vx = vxlanName(n.vni);
     const existing = new Set(await this.links());
     if (!existing.has(br)) await this.ip(['link', 'add', br, 'mtu', String(this.mtu), 'type', 'bridge']);
+    if (n.ingress) await this.ip(['link', 'set', br, 'address', macOf(n.gateway)]);
     const prefix = parseCidr(n.subnet).prefix;
     await this.ip(['addr', 'replace', `${n.gateway}/${prefix}`, 'dev', br]);
     await this.ip(['link', 'set', br, 'up']);
     // traffic within the network passes (bridged frames traverse FORWARD where br_netfilter is on)
     await this.iptables(['-I', ISOLATION, '-i', br, '-o', br, '-j', 'RETURN'], true);
-    for (const rule of this.perNetworkRules(n)) await this.iptables(['-A', ...rule], true);
+    for (const rule of this.perNetworkRules(n)) await this.iptables([n.ingress ? '-I' : '-A', ...rule], true);
     if (n.driver === 'bridge') return;
     if (!existing.has(vx))
       await this.ip([
@@ -119,6 +126,11 @@ export class OverlayDatapath {
   /** The rules (chain first, `-A` left out) a network adds beyond its ISOLATION return. */
   private perNetworkRules(n: OverlayNetwork): string[][] {
     const br = bridgeName(n.vni);
+    if (n.ingress)
+      return [
+        [ISOLATION, '-i', br, '-m', 'conntrack', '--ctstate', 'DNAT', '-j', 'RETURN'],
+        [ISOLATION, '-o', br, '-m', 'conntrack', '--ctstate', 'DNAT', '-j', 'RETURN'],
+      ];
     if (n.internal)
       return [
         [ISOLATION, '-i', br, '!', '-o', br, '-j', 'DROP'],
@@ -209,6 +221,8 @@ export class OverlayDatapath {
       await this.iptables(['-A', ISOLATION, '-i', 'tsbr+', '-o', 'tsbr+', '-j', 'DROP'], true);
       await this.iptables(['-I', 'FORWARD', '-j', ISOLATION], true);
       await this.iptables(['-I', 'INPUT', '-j', INPUT], true);
+      // containers' traffic out, and published ports' between hosts, is routed by the host
+      await this.exec(['sysctl', '-qw', 'net.ipv4.ip_forward=1']);
     })().catch((e) => {
       this.isolation = undefined;
       throw e;

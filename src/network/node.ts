@@ -23,6 +23,7 @@ import type { TaskRecord } from '../api/cluster.js';
 import type { EngineOptions } from '../engine/engine.js';
 import { type Exec, OverlayDatapath, type OverlayNetwork } from './datapath.js';
 import { EmbeddedDns } from './dns.js';
+import { PORTS_CHAIN, PORTS_OUT_CHAIN, RULE_PRIORITY, renderPortRules } from './ingress.js';
 import { vethName } from './links.js';
 import { type NetView, resolveName, type ViewNetwork, vipsFor } from './view.js';
 import { renderVipRules } from './vip.js';
@@ -50,16 +51,17 @@ export interface TaskNetwork {
 /** How long a task waits for its manager's view to include its networks. */
 const VIEW_WAIT_MS = 10_000;
 
-const toDatapath = (n: ViewNetwork): OverlayNetwork => ({
+const toDatapath = (n: ViewNetwork, ingress = false): OverlayNetwork => ({
   vni: n.vni,
   driver: n.driver,
   subnet: n.subnet,
   gateway: n.gateway,
   internal: n.internal,
+  ...(ingress ? { ingress } : {}),
 });
 
 export class NodeNetwork {
-  private view: NetView = { networks: [], attachments: [] };
+  private view: NetView = { networks: [], attachments: [], ports: [] };
   private readonly datapath: OverlayDatapath;
   readonly dns: EmbeddedDns;
   private queue: Promise<void> = Promise.resolve();
@@ -68,6 +70,8 @@ export class NodeNetwork {
   /** Tasks with a namespace here: their network ids and the VIP rules last loaded. */
   private readonly tasks = new Map<string, { networkIds: string[]; rules?: string }>();
   private readonly waiters = new Set<() => void>();
+  /** The published ports' rules and routes last loaded. */
+  private portsKey?: string;
   private readonly log: (m: string) => void;
 
   constructor(private readonly opts: NodeNetworkOptions) {
@@ -191,8 +195,8 @@ export class NodeNetwork {
   }
 
   /** The network exists on this host as the view has it. */
-  private async ensure(n: ViewNetwork): Promise<void> {
-    const net = toDatapath(n);
+  private async ensure(n: ViewNetwork, ingress = false): Promise<void> {
+    const net = toDatapath(n, ingress);
     const key = JSON.stringify(net);
     if (this.present.get(n.vni)?.key !== key) {
       await this.datapath.ensureNetwork(net);
@@ -205,14 +209,87 @@ export class NodeNetwork {
     const inUse = new Set([...this.tasks.values()].flatMap((t) => t.networkIds));
     const local = this.view.networks.filter((n) => inUse.has(n.id));
     for (const n of local) await this.ensure(n);
-    const keep = new Set(local.map((n) => n.vni));
+    if (this.view.ingress) await this.ensure(this.view.ingress.network, true);
+    const keep = new Set(
+      [...local, ...(this.view.ingress ? [this.view.ingress.network] : [])].map((n) => n.vni),
+    );
     for (const [vni, { net }] of this.present) {
       if (keep.has(vni)) continue;
       await this.datapath.removeNetwork(net);
       this.present.delete(vni);
     }
     for (const id of this.tasks.keys()) await this.loadVipRules(id);
+    await this.loadPortRules();
     await this.dns.listen(local.map((n) => n.gateway));
+  }
+
+  /** Published ports: the TSSWARM-PORTS chains and the policy routes of the routing mesh. */
+  private async loadPortRules(): Promise<void> {
+    const { rules, routes } = renderPortRules(this.view);
+    const key = JSON.stringify({ rules, routes });
+    if (key === this.portsKey) return;
+    const file = join(this.opts.stateDir, 'ports.rules');
+    await fs.mkdir(this.opts.stateDir, { recursive: true });
+    await fs.writeFile(file, rules);
+    await this.opts.exec(['iptables-restore', '--noflush', file]);
+    const jumps: Array<[string, string, string]> = [
+      ['nat', 'PREROUTING', PORTS_CHAIN],
+      ['mangle', 'PREROUTING', PORTS_CHAIN],
+      ['mangle', 'POSTROUTING', PORTS_OUT_CHAIN],
+    ];
+    for (const [table, from, to] of jumps) {
+      const has = await this.opts.exec(['iptables', '-w', '-t', table, '-C', from, '-j', to]).then(
+        () => true,
+        () => false,
+      );
+      if (!has) await this.opts.exec(['iptables', '-w', '-t', table, '-I', from, '-j', to]);
+    }
+    const rulesNow = JSON.parse((await this.opts.exec(['ip', '-j', 'rule', 'show'])) || '[]') as Array<{
+      priority: number;
+      fwmark?: string;
+    }>;
+    const want = new Set(routes.map((r) => r.mark));
+    for (const r of rulesNow) {
+      if (r.priority !== RULE_PRIORITY || !r.fwmark) continue;
+      const mark = Number(r.fwmark);
+      if (want.has(mark)) continue;
+      await this.opts
+        .exec(['ip', 'rule', 'del', 'priority', String(RULE_PRIORITY), 'fwmark', r.fwmark])
+        .catch(() => {});
+      await this.opts.exec(['ip', 'route', 'flush', 'table', String(mark)]).catch(() => {});
+    }
+    const have = new Set(
+      rulesNow.filter((r) => r.priority === RULE_PRIORITY && r.fwmark).map((r) => Number(r.fwmark)),
+    );
+    for (const r of routes) {
+      const table = String(r.mark);
+      await this.opts.exec([
+        'ip',
+        'route',
+        'replace',
+        'default',
+        'via',
+        r.via,
+        'dev',
+        r.dev,
+        'onlink',
+        'table',
+        table,
+      ]);
+      if (!have.has(r.mark))
+        await this.opts.exec([
+          'ip',
+          'rule',
+          'add',
+          'priority',
+          String(RULE_PRIORITY),
+          'fwmark',
+          `0x${r.mark.toString(16)}`,
+          'lookup',
+          table,
+        ]);
+    }
+    this.portsKey = key;
   }
 
   private rulesPath(taskId: string): string {

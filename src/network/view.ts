@@ -10,6 +10,9 @@
  *   stack, its aliases), its VIP (endpoint mode vip) and the addresses of its running tasks,
  *   which are what DNS (`tasks.NAME`, dnsrr) and the VIP's load balancing hand out.
  *
+ * - published ports: where this node sends a connection to each (its own tasks first, else the
+ *   other nodes that run one, over the ingress network), and its address on that network.
+ *
  * A task leaves the service's addresses as soon as it is no longer wanted running (scale-down,
  * update, removal), before its container stops; it stays a peer until it has ended. The tasks
  * of a node that is down are neither.
@@ -53,9 +56,33 @@ export interface LocalAttachment {
   address: string;
 }
 
+/** A published port as this node serves it. */
+export interface ViewPort {
+  protocol: 'tcp' | 'udp' | 'sctp';
+  published: number;
+  target: number;
+  mode: 'ingress' | 'host';
+  /** This node's running tasks of the service (bare addresses on their first network). */
+  local: string[];
+  /** Ingress: the ingress endpoints of the other nodes that run a task of it. */
+  remote: string[];
+}
+
+/** The routing mesh as this node takes part in it. */
+export interface ViewIngress {
+  network: ViewNetwork;
+  /** This node's address on it (bare). */
+  self: string;
+  /** Every other node's address on it, with its host address. */
+  nodes: Peer[];
+}
+
 export interface NetView {
   networks: ViewNetwork[];
   attachments: LocalAttachment[];
+  /** Published ports: ingress ones on every node, host ones on the nodes of their tasks. */
+  ports: ViewPort[];
+  ingress?: ViewIngress;
 }
 
 export interface ClusterNetState {
@@ -137,7 +164,72 @@ export function netViewFor(nodeId: string, state: ClusterNetState): NetView {
     });
   }
   networks.sort((a, b) => a.vni - b.vni);
-  return { networks, attachments };
+  const { ports, ingress } = meshFor(nodeId, state, live, vtepOf);
+  return { networks, attachments, ports, ...(ingress ? { ingress } : {}) };
+}
+
+/** The published ports this node serves and its place on the ingress network. */
+function meshFor(
+  nodeId: string,
+  state: ClusterNetState,
+  live: readonly TaskRecord[],
+  vtepOf: ReadonlyMap<string, string>,
+): { ports: ViewPort[]; ingress?: ViewIngress } {
+  const net = state.networks.find((n) => n.ingress && n.vni !== undefined);
+  const endpoints = net?.endpoints ?? {};
+  const self = endpoints[nodeId];
+  const ports: ViewPort[] = [];
+  for (const svc of state.services) {
+    const published = (svc.spec.endpoint?.ports ?? []).filter((p) => p.published !== undefined);
+    if (!published.length) continue;
+    const running = live.filter(
+      (t) =>
+        t.serviceId === svc.id &&
+        t.desiredState === 'running' &&
+        t.status.state === 'running' &&
+        t.attachments?.length,
+    );
+    const local = running
+      .filter((t) => t.nodeId === nodeId)
+      .map((t) => bare(t.attachments![0]!.address))
+      .sort(byAddress);
+    const remoteNodes = new Set(running.filter((t) => t.nodeId !== nodeId).map((t) => t.nodeId!));
+    const remote = [...remoteNodes]
+      .map((id) => endpoints[id])
+      .filter((a): a is string => !!a && !!self)
+      .map(bare)
+      .sort(byAddress);
+    for (const p of published) {
+      if (p.mode === 'host' && !local.length) continue;
+      ports.push({
+        protocol: p.protocol,
+        published: p.published!,
+        target: p.target,
+        mode: p.mode,
+        local,
+        remote: p.mode === 'ingress' ? remote : [],
+      });
+    }
+  }
+  ports.sort((a, b) => a.published - b.published || a.protocol.localeCompare(b.protocol));
+  if (!net || !self) return { ports };
+  const down = new Set(state.nodes.filter((n) => n.status === 'down').map((n) => n.id));
+  const nodes: Peer[] = Object.entries(endpoints)
+    .filter(([id]) => id !== nodeId && vtepOf.has(id) && !down.has(id))
+    .map(([id, a]) => ({ address: bare(a), vtep: vtepOf.get(id)! }))
+    .sort((a, b) => byAddress(a.address, b.address));
+  const network: ViewNetwork = {
+    id: net.id,
+    name: net.name,
+    driver: 'overlay',
+    vni: net.vni!,
+    subnet: net.subnet,
+    gateway: bare(self),
+    internal: false,
+    peers: nodes,
+    services: [],
+  };
+  return { ports, ingress: { network, self: bare(self), nodes } };
 }
 
 /**
