@@ -205,6 +205,34 @@ t.test('network datapath: names, VIPs and tasks across hosts, following a moved 
       );
       t.match(line, new RegExp(`^${outside.replace(/\./g, '\\.')} `), `host ${i}: the task sees ${outside}`);
     }
+    // a service on no network that publishes a port is on the ingress network, as Docker's
+    await ok(h(1), [
+      'service',
+      'create',
+      '--name',
+      'plain',
+      '-p',
+      '8082:80',
+      '--constraint',
+      'node.labels.client==yes',
+      'busybox:test',
+      ...HTTPD.map((a) => a.replaceAll('$$', '$')),
+    ]);
+    const [plain] = await running('plain', 1);
+    t.equal(plain!.attachments?.[0]?.network, 'ingress', 'its task is on the ingress network');
+    for (const i of [1, 4]) {
+      const line = await until(
+        `host ${i} answers on 8082`,
+        async () => {
+          const r = await hosts.exec(5, ['busybox', 'sh', '-c', REQUEST(hosts.address(i), 8082)]);
+          return r.stdout.trim().replace(/^\[::ffff:([\d.]+)\]/, '$1');
+        },
+        (l) => l.startsWith(`${outside} `),
+        20_000,
+      );
+      t.match(line, outside, `host ${i} → the ingress network's task, which sees ${outside}`);
+    }
+    await ok(h(1), ['service', 'rm', 'plain']);
     const host = async (i: number) =>
       (await hosts.exec(5, ['busybox', 'sh', '-c', REQUEST(hosts.address(i), 8081)])).stdout.trim();
     await until(
@@ -345,6 +373,30 @@ t.test('network datapath: names, VIPs and tasks across hosts, following a moved 
         },
         (x) => x,
         60_000,
+      );
+      // and the networks it no longer needs: only the ingress network and those of its tasks stay
+      const nets = await cliJson<NetworkRecord[]>(h(1), ['network', 'ls']);
+      const bridges = async () =>
+        [...(await hosts.exec(4, ['ip', '-o', 'link'])).stdout.matchAll(/ tsbr(\d+)[@:]/g)].map((m) =>
+          Number(m[1]),
+        );
+      const wanted = async () => {
+        const all = [
+          ...(await cliJson<TaskRecord[]>(h(1), ['service', 'ps', 'net_web'])),
+          ...(await tasksOf('net_rr')),
+        ];
+        const ids = new Set(
+          runningTasks(all)
+            .filter((x) => x.nodeId === nodeOf(4))
+            .flatMap((x) => x.attachments!.map((a) => a.networkId)),
+        );
+        return nets.filter((n) => n.ingress || ids.has(n.id)).map((n) => n.vni!);
+      };
+      await until(
+        'host 4 keeps only the bridges it needs',
+        async () => ({ have: (await bridges()).sort(), want: (await wanted()).sort() }),
+        (x) => JSON.stringify(x.have) === JSON.stringify(x.want),
+        30_000,
       );
     },
   );

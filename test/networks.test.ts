@@ -46,6 +46,7 @@ t.test('networks: pools, subnets and gateways; task and VIP addresses; stacks; b
     t.match(await inspect('tiny'), { subnet: '10.99.0.0/29', gateway: '10.99.0.1', internal: true });
     const bad: Array<[string[], RegExp]> = [
       [['front'], /network with name front already exists/],
+      [['ingress'], /the name ingress is the routing mesh's network/],
       [
         ['--subnet', '10.77.1.128/25', 'x1'],
         /subnet 10\.77\.1\.128\/25 overlaps network back \(10\.77\.1\.0\/24\)/,

@@ -17,6 +17,14 @@ import { allocateAddress } from '../network/ipam.js';
 import { isDesiredUp, isTerminal } from './orchestrator/states.js';
 
 const bare = (cidr: string) => cidr.split('/')[0]!;
+/** Stands for the ingress network in taskNetworks. */
+const INGRESS_TARGET = '\0ingress';
+
+/** The networks a service's tasks are attached to: its own, or the ingress network when it has none but publishes ports. */
+export function taskNetworks(spec: ServiceSpec): string[] {
+  if (spec.networks?.length) return spec.networks.map((a) => a.target);
+  return spec.endpoint?.ports.some((p) => p.published !== undefined) ? [INGRESS_TARGET] : [];
+}
 
 export class AddressBook {
   private readonly used = new Map<string, Set<string>>();
@@ -51,14 +59,21 @@ export class AddressBook {
     return { networkId: n.id, network: n.name, address: `${ip}/${n.subnet.split('/')[1]}` };
   }
 
-  /** A new task's address on each network of its service (throws when a subnet is full). */
+  /**
+   * A new task's address on each network of its service (throws when a subnet is full). A
+   * service on no network that publishes ports is on the ingress network, as Docker's.
+   */
   attach(spec: ServiceSpec): NetworkAddress[] {
     const out: NetworkAddress[] = [];
-    for (const a of spec.networks ?? []) {
-      const n = this.byName.get(a.target);
+    for (const target of taskNetworks(spec)) {
+      const n = this.byName.get(target) ?? (target === INGRESS_TARGET ? this.ingress() : undefined);
       if (n) out.push(this.take(n));
     }
     return out;
+  }
+
+  private ingress(): NetworkRecord | undefined {
+    return [...this.byName.values()].find((n) => n.ingress);
   }
 
   /**

@@ -9,7 +9,7 @@ import type {
 } from '../api/cluster.js';
 import { schedule } from '../scheduler/index.js';
 import type { PendingTask, RunningTask, Node as SchedNode } from '../scheduler/types.js';
-import { AddressBook } from './allocator.js';
+import { AddressBook, taskNetworks } from './allocator.js';
 import { startRun } from './jobs/runs.js';
 import { reconcileGlobal, reconcileJobs, reconcileReplicated } from './orchestrator/index.js';
 import { isTerminal } from './orchestrator/states.js';
@@ -397,7 +397,7 @@ export class Reconciler {
       }
       // its addresses first (kept from now on); none free: it waits, saying why
       const spec = specs.get(t.serviceId);
-      if (spec?.networks?.length && !t.attachments) {
+      if (spec && taskNetworks(spec).length && !t.attachments) {
         let attachments: NetworkAddress[];
         try {
           attachments = book.attach(spec);
@@ -413,7 +413,7 @@ export class Reconciler {
             });
           continue;
         }
-        pending.push({ ...it, value: { ...t, attachments } });
+        pending.push(attachments.length ? { ...it, value: { ...t, attachments } } : it);
         continue;
       }
       pending.push(it);

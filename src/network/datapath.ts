@@ -43,7 +43,7 @@ export interface OverlayNetwork {
   /**
    * The routing mesh's network: `gateway` is this host's own address on it, which its bridge
    * also takes as MAC (macOf), so that other hosts reach it without learning; only
-   * port-forwarded (DNATed) connections cross between it and other bridges; no masquerade.
+   * port-forwarded (DNATed) connections cross between it and other bridges.
    */
   ingress?: boolean;
   /** CIDR, e.g. 10.0.1.0/24. */
@@ -126,10 +126,12 @@ export class OverlayDatapath {
   /** The rules (chain first, `-A` left out) a network adds beyond its ISOLATION return. */
   private perNetworkRules(n: OverlayNetwork): string[][] {
     const br = bridgeName(n.vni);
+    const masquerade = ['POSTROUTING', '-t', 'nat', '-s', n.subnet, '!', '-o', br, '-j', 'MASQUERADE'];
     if (n.ingress)
       return [
         [ISOLATION, '-i', br, '-m', 'conntrack', '--ctstate', 'DNAT', '-j', 'RETURN'],
         [ISOLATION, '-o', br, '-m', 'conntrack', '--ctstate', 'DNAT', '-j', 'RETURN'],
+        masquerade,
       ];
     if (n.internal)
       return [
@@ -137,7 +139,7 @@ export class OverlayDatapath {
         [INPUT, '-i', br, '-p', 'udp', '--dport', '53', '-j', 'RETURN'],
         [INPUT, '-i', br, '-j', 'DROP'],
       ];
-    return [['POSTROUTING', '-t', 'nat', '-s', n.subnet, '!', '-o', br, '-j', 'MASQUERADE']];
+    return [masquerade];
   }
 
   /** Removes the network's links (and rules) from this host. */
@@ -206,6 +208,33 @@ export class OverlayDatapath {
   /** Removes a container's veth pair (both ends go; gone already is fine). */
   async detach(hostIf: string): Promise<void> {
     await this.ip(['link', 'del', hostIf]).catch(() => {});
+  }
+
+  /**
+   * Removes the networks on this host other than `keep` (VNIs) — what a daemon that crashed or
+   * was stopped left of networks it no longer needs: their bridges and VXLAN devices, and every
+   * rule naming their bridge. Returns the VNIs removed.
+   */
+  async removeOthers(keep: ReadonlySet<number>): Promise<number[]> {
+    const stale = new Set<number>();
+    for (const name of await this.links()) {
+      const m = /^ts(?:br|vx)(\d+)$/.exec(name);
+      if (m && !keep.has(Number(m[1]))) stale.add(Number(m[1]));
+    }
+    if (!stale.size) return [];
+    const bridges = new Set([...stale].map(bridgeName));
+    for (const vni of stale)
+      for (const name of [vxlanName(vni), bridgeName(vni)])
+        await this.ip(['link', 'del', name]).catch(() => {});
+    for (const table of ['filter', 'nat']) {
+      const rules = (await this.exec(['iptables', '-w', '-t', table, '-S']).catch(() => ''))
+        .split('\n')
+        .filter((l) => l.startsWith('-A ') && l.split(' ').some((w) => bridges.has(w)));
+      for (const r of rules)
+        await this.exec(['iptables', '-w', '-t', table, '-D', ...r.slice(3).split(' ')]).catch(() => {});
+    }
+    for (const vni of stale) this.programmed.delete(vni);
+    return [...stale];
   }
 
   /** The host-side interfaces of attachments on this host (tsc…), for a restarted daemon to reconcile. */

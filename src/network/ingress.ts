@@ -94,7 +94,8 @@ export function renderPortRules(view: NetView): { rules: string; routes: PolicyR
       );
       routes.push({ mark, via: n.address, dev: br });
     }
-    mangle.push(`-A ${PORTS_CHAIN} ! -i ${br} -j CONNMARK --restore-mark`);
+    // replies only (from a task on any bridge, the ingress one included): requests keep no mark
+    mangle.push(`-A ${PORTS_CHAIN} -m conntrack --ctdir REPLY -j CONNMARK --restore-mark`);
     // the mark chose the route; the VXLAN device would route its outer packet by it too
     mangle.push(`-A ${PORTS_OUT_CHAIN} -o ${br} -j MARK --set-mark 0`);
   }

@@ -195,8 +195,8 @@ export class NodeNetwork {
   }
 
   /** The network exists on this host as the view has it. */
-  private async ensure(n: ViewNetwork, ingress = false): Promise<void> {
-    const net = toDatapath(n, ingress);
+  private async ensure(n: ViewNetwork): Promise<void> {
+    const net = toDatapath(n, this.view.ingress?.network.id === n.id);
     const key = JSON.stringify(net);
     if (this.present.get(n.vni)?.key !== key) {
       await this.datapath.ensureNetwork(net);
@@ -209,15 +209,14 @@ export class NodeNetwork {
     const inUse = new Set([...this.tasks.values()].flatMap((t) => t.networkIds));
     const local = this.view.networks.filter((n) => inUse.has(n.id));
     for (const n of local) await this.ensure(n);
-    if (this.view.ingress) await this.ensure(this.view.ingress.network, true);
+    if (this.view.ingress) await this.ensure(this.view.ingress.network);
     const keep = new Set(
       [...local, ...(this.view.ingress ? [this.view.ingress.network] : [])].map((n) => n.vni),
     );
-    for (const [vni, { net }] of this.present) {
-      if (keep.has(vni)) continue;
-      await this.datapath.removeNetwork(net);
-      this.present.delete(vni);
-    }
+    // every other network on the host goes: no longer used, or left by an earlier run
+    const removed = await this.datapath.removeOthers(keep);
+    for (const vni of removed) this.present.delete(vni);
+    if (removed.length) this.log(`network: removed the networks ${removed.join(', ')} (VNI) from this host`);
     for (const id of this.tasks.keys()) await this.loadVipRules(id);
     await this.loadPortRules();
     await this.dns.listen(local.map((n) => n.gateway));

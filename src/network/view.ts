@@ -125,7 +125,8 @@ export function netViewFor(nodeId: string, state: ClusterNetState): NetView {
   const vtepOf = new Map(state.nodes.map((n) => [n.id, n.address]));
   const networks: ViewNetwork[] = [];
   for (const n of state.networks) {
-    if (!wanted.has(n.id) || n.vni === undefined) continue;
+    // the ingress network is the mesh's (below), also for the tasks on it
+    if (!wanted.has(n.id) || n.vni === undefined || n.ingress) continue;
     // a bridge network is per host: its peers and tasks are this node's only
     const scope = n.driver === 'overlay' ? live : mine;
     const peers: Peer[] = [];
@@ -163,8 +164,9 @@ export function netViewFor(nodeId: string, state: ClusterNetState): NetView {
       services,
     });
   }
-  networks.sort((a, b) => a.vni - b.vni);
   const { ports, ingress } = meshFor(nodeId, state, live, vtepOf);
+  if (ingress && wanted.has(ingress.network.id)) networks.push(ingress.network);
+  networks.sort((a, b) => a.vni - b.vni);
   return { networks, attachments, ports, ...(ingress ? { ingress } : {}) };
 }
 
@@ -218,6 +220,13 @@ function meshFor(
     .filter(([id]) => id !== nodeId && vtepOf.has(id) && !down.has(id))
     .map(([id, a]) => ({ address: bare(a), vtep: vtepOf.get(id)! }))
     .sort((a, b) => byAddress(a.address, b.address));
+  // peers: the other nodes, and the tasks on it (services that publish ports on no network of their own)
+  const taskPeers: Peer[] = live.flatMap((t) => {
+    const a = t.attachments?.find((x) => x.networkId === net.id);
+    const vtep = vtepOf.get(t.nodeId!);
+    return a && vtep ? [{ address: bare(a.address), vtep }] : [];
+  });
+  // on each node, the network's gateway is the node's own address on it
   const network: ViewNetwork = {
     id: net.id,
     name: net.name,
@@ -226,7 +235,7 @@ function meshFor(
     subnet: net.subnet,
     gateway: bare(self),
     internal: false,
-    peers: nodes,
+    peers: [...nodes, ...taskPeers].sort((a, b) => byAddress(a.address, b.address)),
     services: [],
   };
   return { ports, ingress: { network, self: bare(self), nodes } };
