@@ -3,7 +3,8 @@
 # loads a busybox image built on the spot, runs a web server container and shows the
 # engine's commands; then makes the daemon a one-node swarm (its own etcd, on private ports),
 # deploys stacks/web.yml, shows the stack, its tasks and their logs, scales it, removes it and
-# leaves the swarm; then stops and removes everything it started.
+# leaves the swarm; then stops and removes everything it started. The daemon runs in a network
+# namespace of its own, so nothing of this machine's network is changed.
 #
 #   bash examples/quickstart.sh            (as root)
 #   bash examples/quickstart.sh --consul   the same swarm with a Consul server (127.0.0.1:8500,
@@ -23,17 +24,21 @@ DIR=/tmp/$P
 mkdir -p "$DIR"
 tsswarm() { node dist/src/cli/main.js -H "unix://$DIR/tsswarm.sock" "$@"; }
 
-node dist/src/cli/main.js daemon --data-root "$DIR/root" --socket "$DIR/tsswarm.sock" --cgroup-parent "$P" \
-  2>"$DIR/daemon.log" &
-DAEMON=$!
+DAEMON=
 cleanup() {
   set +e
   for c in $(tsswarm container ps -a -q 2>/dev/null); do tsswarm container rm -f "$c" >/dev/null; done
-  kill "$DAEMON" 2>/dev/null
-  wait "$DAEMON" 2>/dev/null
+  [[ -n $DAEMON ]] && kill "$DAEMON" 2>/dev/null && wait "$DAEMON" 2>/dev/null
   node dist/src/cli/main.js cleanup --prefix "$P" >/dev/null
 }
 trap cleanup EXIT
+# the daemon gets a network namespace of its own (loopback only): its bridges, VXLAN devices and
+# rules live there, not on this machine's network
+ip netns add "$P"
+ip netns exec "$P" ip link set lo up
+nsenter --net="/run/netns/$P" node dist/src/cli/main.js daemon --data-root "$DIR/root" \
+  --socket "$DIR/tsswarm.sock" --cgroup-parent "$P" --dns-upstream none 2>"$DIR/daemon.log" &
+DAEMON=$!
 for _ in $(seq 100); do [[ -S $DIR/tsswarm.sock ]] && break; sleep 0.1; done
 
 step() { printf '\n\033[1m$ tsswarm %s\033[0m\n' "$*"; tsswarm "$@"; }
@@ -59,13 +64,16 @@ step service ps web_httpd
 step lookup web_httpd
 if ((${#DISCOVERY[@]})); then
   printf '\n\033[1m$ curl http://127.0.0.1:8500/v1/health/service/web-httpd?passing\033[0m   (Consul itself)\n'
-  curl -sf 'http://127.0.0.1:8500/v1/health/service/web-httpd?passing' | node -e '
+  ip netns exec "$P" curl -sf 'http://127.0.0.1:8500/v1/health/service/web-httpd?passing' | node -e '
     for (const e of JSON.parse(require("fs").readFileSync(0, "utf8")))
       console.log(e.Service.ID.slice(0, 12), e.Service.Address, e.Service.Port, e.Checks.map((c) => c.Status).join(","))'
 fi
 task=$(tsswarm container ps --format json | node -e \
   'const cs = JSON.parse(require("fs").readFileSync(0, "utf8")); console.log(cs.find((c) => c.Name.startsWith("web_httpd.")).Name)')
 step container exec "$task" wget -qO- http://127.0.0.1:8080/
+step container exec "$task" nslookup httpd          # the embedded DNS: the service's VIP
+step container exec "$task" nslookup tasks.httpd    # and its running tasks
+step container exec "$task" wget -qO- http://httpd:8080/   # through the VIP: any of the three
 step service logs web_httpd
 step service scale web_httpd=1
 step stack rm web
