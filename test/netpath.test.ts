@@ -400,4 +400,14 @@ t.test('network datapath: names, VIPs and tasks across hosts, following a moved 
       );
     },
   );
+
+  await t.test('a node that leaves the swarm takes its networks, rules and routes with it', async (t) => {
+    await ok(h(2), ['swarm', 'leave']);
+    const links = (await hosts.exec(2, ['ip', '-o', 'link'])).stdout;
+    t.notMatch(links, / ts(c|br|vx)[0-9a-f]+[@:]/, 'no bridge, VXLAN device or veth');
+    t.notMatch((await hosts.exec(2, ['ip', 'rule'])).stdout, /fwmark/, 'no policy-routing rule');
+    t.notMatch((await hosts.exec(2, ['iptables-save'])).stdout, /-A TSSWARM-PORTS /, 'no port rule');
+    const ns = (await hosts.exec(2, ['ip', 'netns', 'list'])).stdout;
+    t.notMatch(ns, new RegExp(`${hosts.host(2).cgroupParent}-`), 'no task namespace');
+  });
 });

@@ -165,6 +165,18 @@ export class NodeNetwork {
     this.dns.close();
   }
 
+  /** The node leaves the swarm: every task namespace, network, port rule and route of it goes. */
+  async teardown(): Promise<void> {
+    await this.serial(async () => {
+      for (const id of [...this.tasks.keys()]) await this.dropTask(id);
+      this.view = { networks: [], attachments: [], ports: [] };
+      await this.datapath.removeOthers(new Set());
+      this.present.clear();
+      await this.loadPortRules(); // empty chains, and no policy routes left
+    });
+    this.dns.close();
+  }
+
   private async dropTask(taskId: string): Promise<void> {
     this.tasks.delete(taskId);
     await this.opts.exec(['ip', 'netns', 'del', this.netnsName(taskId)]).catch(() => {});

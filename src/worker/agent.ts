@@ -156,6 +156,9 @@ export class Agent {
         .catch((e) => this.log(`agent: cannot remove ${c.id}: ${(e as Error).message}`));
       await this.network?.release(taskId);
     }
+    await this.network
+      ?.teardown()
+      .catch((e) => this.log(`agent: cannot remove the node's networks: ${(e as Error).message}`));
   }
 
   private enqueue(fn: () => Promise<void>): void {
