@@ -45,7 +45,6 @@ export class EmbeddedDns {
           .then((out) => out && s.send(out, rinfo.port, rinfo.address))
           .catch((e) => this.log(`dns: ${(e as Error).message}`));
       });
-      s.on('error', (e) => this.log(`dns ${addr}: ${e.message}`));
       try {
         await new Promise<void>((res, rej) => {
           s.once('error', rej);
@@ -54,6 +53,7 @@ export class EmbeddedDns {
             res();
           });
         });
+        s.on('error', (e) => this.log(`dns ${addr}: ${e.message}`));
         this.sockets.set(addr, s);
       } catch (e) {
         s.close();
@@ -142,15 +142,21 @@ export function parseUpstreams(flag: string | undefined, resolvConf = '/etc/reso
     return text
       .split('\n')
       .map((l) => /^\s*nameserver\s+(\d+\.\d+\.\d+\.\d+)\s*$/.exec(l)?.[1])
-      .filter((a): a is string => !!a);
+      .filter((a): a is string => !!a && isIp(a));
   }
   return flag.split(',').map((a) => {
     const addr = a.trim();
-    try {
-      parseIp(addr);
-    } catch {
+    if (!isIp(addr))
       throw invalid(`invalid --dns-upstream "${flag}": "${addr}" is not an IPv4 address (or use none)`);
-    }
     return addr;
   });
+}
+
+function isIp(a: string): boolean {
+  try {
+    parseIp(a);
+    return true;
+  } catch {
+    return false;
+  }
 }
