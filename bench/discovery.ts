@@ -25,8 +25,10 @@ import { join } from 'node:path';
 import Consul from 'consul';
 import type { NodeRecord, TaskRecord } from '../src/api/cluster.js';
 import { type HostDaemon, loadImagesOn, startHosts, type TestHosts } from '../test/lib/hosts.js';
+import { joinArgs } from '../test/lib/swarm.js';
 import {
   type Cleanup,
+  hostCli,
   hostsBench,
   intArg,
   nowMs,
@@ -35,6 +37,7 @@ import {
   sleep,
   summarize,
   table,
+  waitFor,
 } from './lib.js';
 
 const RUNS = intArg('runs', 20);
@@ -46,24 +49,6 @@ const ms = (v: number) => `${v.toFixed(1)} ms`;
 
 interface HealthEntry {
   Service: { ID: string };
-}
-
-async function cli(d: HostDaemon, args: string[]): Promise<string> {
-  const r = await d.cli(args, { timeoutMs: 120_000 });
-  if (r.code !== 0)
-    throw new Error(`host ${d.index}: tsswarm ${args.join(' ')}: exit ${r.code}: ${r.stderr}`);
-  return r.stdout;
-}
-
-async function waitFor<T>(what: string, get: () => Promise<T>, ok: (v: T) => boolean, limitMs = 60_000) {
-  const deadline = Date.now() + limitMs;
-  for (;;) {
-    const v = await get().catch(() => undefined);
-    if (v !== undefined && ok(v)) return v;
-    if (Date.now() > deadline)
-      throw new Error(`timed out waiting for ${what}: ${JSON.stringify(v)?.slice(0, 500)}`);
-    await sleep(50);
-  }
 }
 
 const tasksOf = (m: HostDaemon, service: string) =>
@@ -92,18 +77,9 @@ async function bench(cleanup: Cleanup): Promise<number> {
   const d = await Promise.all([1, 2, 3].map((i) => hosts.startDaemon(i)));
   await Promise.all(d.map((x) => loadImagesOn(x)));
   const m = d[0]!;
-  await cli(m, ['swarm', 'init', '--consul', '--advertise-addr', hosts.address(1)]);
-  const token = (await cli(m, ['swarm', 'join-token', '-q', 'worker'])).trim();
-  for (const i of [2, 3])
-    await cli(d[i - 1]!, [
-      'swarm',
-      'join',
-      '--token',
-      token,
-      '--advertise-addr',
-      hosts.address(i),
-      `${hosts.address(1)}:2377`,
-    ]);
+  await hostCli(m, ['swarm', 'init', '--consul', '--advertise-addr', hosts.address(1)]);
+  const token = (await hostCli(m, ['swarm', 'join-token', '-q', 'worker'])).trim();
+  for (const i of [2, 3]) await hostCli(d[i - 1]!, joinArgs(hosts, i, token));
   const nodes = await waitFor(
     'three ready nodes',
     () => m.client.request<NodeRecord[]>('GET', '/nodes'),
@@ -131,7 +107,7 @@ async function bench(cleanup: Cleanup): Promise<number> {
   console.log('');
 
   // 1 and 2: one task more, one task less, on host 2; looked up on host 3
-  await cli(m, [
+  await hostCli(m, [
     'service',
     'create',
     '--name',
@@ -156,7 +132,7 @@ async function bench(cleanup: Cleanup): Promise<number> {
   let replicas = 1;
   for (let run = 1; run <= RUNS && !cleanup.interrupted; run++) {
     const known = new Set((await tasksOf(m, 'reg')).map((x) => x.id));
-    await cli(m, ['service', 'scale', `reg=${++replicas}`]);
+    await hostCli(m, ['service', 'scale', `reg=${++replicas}`]);
     let seenAt = 0;
     let newId = '';
     const deadline = Date.now() + 30_000;
@@ -175,7 +151,7 @@ async function bench(cleanup: Cleanup): Promise<number> {
 
     const before = new Set(await passing('reg'));
     const scaledAt = Date.now();
-    await cli(m, ['service', 'scale', `reg=${--replicas}`]);
+    await hostCli(m, ['service', 'scale', `reg=${--replicas}`]);
     let goneAt = 0;
     let goneId = '';
     while (!goneAt && Date.now() < scaledAt + 30_000) {
@@ -202,7 +178,17 @@ async function bench(cleanup: Cleanup): Promise<number> {
   }
 
   // 3: lookups of a service of 5
-  await cli(m, ['service', 'create', '--name', 'five', '--replicas', '5', 'busybox:test', 'sleep', '3600']);
+  await hostCli(m, [
+    'service',
+    'create',
+    '--name',
+    'five',
+    '--replicas',
+    '5',
+    'busybox:test',
+    'sleep',
+    '3600',
+  ]);
   await waitFor(
     'five registered',
     () => passing('five'),
@@ -211,7 +197,7 @@ async function bench(cleanup: Cleanup): Promise<number> {
   const lookups = { cli: [] as number[], api: [] as number[], consul: [] as number[], dns: [] as number[] };
   for (let i = 0; i < Math.min(LOOKUPS, 50) && !cleanup.interrupted; i++) {
     const t0 = nowMs();
-    await cli(m, ['lookup', 'five']);
+    await hostCli(m, ['lookup', 'five']);
     lookups.cli.push(nowMs() - t0);
   }
   for (let i = 0; i < LOOKUPS && !cleanup.interrupted; i++) {

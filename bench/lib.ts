@@ -13,6 +13,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from '../src/api/client.js';
 import { cleanupPrefix, TEST_PREFIX } from '../src/engine/cleanup.js';
+import type { HostDaemon } from '../test/lib/hosts.js';
 import { buildTestImages, type TestImage } from '../test/lib/images.js';
 
 /** Root of the package (dist/bench -> repo). */
@@ -432,4 +433,29 @@ export function runBench(bench: (cleanup: Cleanup) => Promise<number>): void {
         process.exit(1);
       },
     );
+}
+
+/** A CLI command on a simulated host's daemon; its stdout, or an error with its stderr. */
+export async function hostCli(d: HostDaemon, args: string[]): Promise<string> {
+  const r = await d.cli(args, { timeoutMs: 120_000 });
+  if (r.code !== 0)
+    throw new Error(`host ${d.index}: tsswarm ${args.join(' ')}: exit ${r.code}: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** Polls get() every 50 ms until ok(value), for at most limitMs; throws with the last value. */
+export async function waitFor<T>(
+  what: string,
+  get: () => Promise<T>,
+  ok: (v: T) => boolean,
+  limitMs = 90_000,
+) {
+  const deadline = Date.now() + limitMs;
+  for (;;) {
+    const v = await get().catch(() => undefined);
+    if (v !== undefined && ok(v)) return v;
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}: ${JSON.stringify(v)?.slice(0, 500)}`);
+    await sleep(50);
+  }
 }

@@ -24,17 +24,19 @@ import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import type { NodeRecord, ServiceRecord, TaskRecord } from '../src/api/cluster.js';
-import { type HostDaemon, loadImagesOn, startHosts, type TestHosts } from '../test/lib/hosts.js';
+import { loadImagesOn, startHosts, type TestHosts } from '../test/lib/hosts.js';
+import { joinArgs } from '../test/lib/swarm.js';
 import {
   type Cleanup,
+  hostCli,
   hostsBench,
   intArg,
   printHeader,
   REPO,
   runBench,
-  sleep,
   summarize,
   table,
+  waitFor,
 } from './lib.js';
 
 const RUNS = intArg('runs', 20);
@@ -71,24 +73,6 @@ const STACK = `services:
 networks:
   front: {}
 `;
-
-async function cli(d: HostDaemon, args: string[]): Promise<string> {
-  const r = await d.cli(args, { timeoutMs: 120_000 });
-  if (r.code !== 0)
-    throw new Error(`host ${d.index}: tsswarm ${args.join(' ')}: exit ${r.code}: ${r.stderr}`);
-  return r.stdout;
-}
-
-async function waitFor<T>(what: string, get: () => Promise<T>, ok: (v: T) => boolean, limitMs = 90_000) {
-  const deadline = Date.now() + limitMs;
-  for (;;) {
-    const v = await get().catch(() => undefined);
-    if (v !== undefined && ok(v)) return v;
-    if (Date.now() > deadline)
-      throw new Error(`timed out waiting for ${what}: ${JSON.stringify(v)?.slice(0, 500)}`);
-    await sleep(50);
-  }
-}
 
 const running = (ts: TaskRecord[]) =>
   ts.filter((x) => x.desiredState === 'running' && x.status.state === 'running');
@@ -171,29 +155,20 @@ async function bench(cleanup: Cleanup): Promise<number> {
   const d = await Promise.all([1, 2, 3].map((i) => hosts.startDaemon(i)));
   await Promise.all(d.map((x) => loadImagesOn(x)));
   const m = d[0]!;
-  await cli(m, ['swarm', 'init', '--advertise-addr', hosts.address(1)]);
-  const token = (await cli(m, ['swarm', 'join-token', '-q', 'worker'])).trim();
-  for (const i of [2, 3])
-    await cli(d[i - 1]!, [
-      'swarm',
-      'join',
-      '--token',
-      token,
-      '--advertise-addr',
-      hosts.address(i),
-      `${hosts.address(1)}:2377`,
-    ]);
+  await hostCli(m, ['swarm', 'init', '--advertise-addr', hosts.address(1)]);
+  const token = (await hostCli(m, ['swarm', 'join-token', '-q', 'worker'])).trim();
+  for (const i of [2, 3]) await hostCli(d[i - 1]!, joinArgs(hosts, i, token));
   const nodes = await waitFor(
     'three ready nodes',
     () => m.client.request<NodeRecord[]>('GET', '/nodes'),
     (n) => n.filter((x) => x.status === 'ready').length === 3,
   );
   const nodeOf = (i: number) => nodes.find((n) => n.address === hosts.address(i))!.id;
-  await cli(m, ['node', 'update', '--label-add', 'role=client', nodeOf(2)]);
-  await cli(m, ['node', 'update', '--label-add', 'role=server', nodeOf(3)]);
+  await hostCli(m, ['node', 'update', '--label-add', 'role=client', nodeOf(2)]);
+  await hostCli(m, ['node', 'update', '--label-add', 'role=server', nodeOf(3)]);
   const stackFile = join(hosts.dir, 'net.yml');
   await fs.writeFile(stackFile, STACK);
-  await cli(m, ['stack', 'deploy', '-c', stackFile, 'net']);
+  await hostCli(m, ['stack', 'deploy', '-c', stackFile, 'net']);
   const tasksOf = (service: string) =>
     m.client.request<TaskRecord[]>('GET', '/tasks', { query: { service } });
   const [client] = await waitFor(
@@ -230,7 +205,7 @@ async function bench(cleanup: Cleanup): Promise<number> {
   for (let run = 1; run <= RUNS && !cleanup.interrupted; run++) {
     const known = new Set((await tasksOf('net_reg')).map((x) => x.id));
     const scaledAt = Date.now();
-    await cli(m, ['service', 'scale', `net_reg=${++replicas}`]);
+    await hostCli(m, ['service', 'scale', `net_reg=${++replicas}`]);
     const task = await waitFor(
       'the new reg task running',
       async () => running(await tasksOf('net_reg')).find((x) => !known.has(x.id)),
@@ -244,7 +219,7 @@ async function bench(cleanup: Cleanup): Promise<number> {
       30_000,
     );
     propagation.push(seen!.at - task!.status.timestamp);
-    await cli(m, ['service', 'scale', `net_reg=${--replicas}`]);
+    await hostCli(m, ['service', 'scale', `net_reg=${--replicas}`]);
     await waitFor(
       'back to the replicas',
       async () => running(await tasksOf('net_reg')),

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import type { NodeRecord, TaskRecord } from '../src/api/cluster.js';
 import { loadImagesOn, startHosts } from './lib/hosts.js';
-import { cliJson, runningTasks } from './lib/swarm.js';
+import { cliJson, joinArgs, runningTasks } from './lib/swarm.js';
 import { until } from './lib/wait.js';
 
 const json = cliJson;
@@ -41,15 +41,7 @@ t.test(
       [3, w3!],
       [4, w4!],
     ] as const) {
-      const j = await w.cli([
-        'swarm',
-        'join',
-        '--token',
-        token,
-        '--advertise-addr',
-        hosts.address(i),
-        `${hosts.address(1)}:2377`,
-      ]);
+      const j = await w.cli(joinArgs(hosts, i, token));
       t.equal(j.code, 0, j.stderr);
     }
     const nodes = await until(

@@ -12,7 +12,7 @@ import type { NodeRecord, TaskRecord } from '../src/api/cluster.js';
 import type { Instance } from '../src/discovery/instances.js';
 import { resolveA } from './lib/consul.js';
 import { type HostDaemon, loadImagesOn, startHosts, type TestHosts } from './lib/hosts.js';
-import { cliJson, runningTasks } from './lib/swarm.js';
+import { cliJson, joinArgs, runningTasks } from './lib/swarm.js';
 import { until } from './lib/wait.js';
 
 type Tap = Test;
@@ -188,15 +188,7 @@ t.test(
     const wtoken = (await h(1).cli(['swarm', 'join-token', '-q', 'worker'])).stdout.trim();
     for (const i of [2, 3, 4]) {
       const token = i === 4 ? wtoken : mtoken;
-      const j = await h(i).cli([
-        'swarm',
-        'join',
-        '--token',
-        token,
-        '--advertise-addr',
-        hosts.address(i),
-        `${hosts.address(1)}:2377`,
-      ]);
+      const j = await h(i).cli(joinArgs(hosts, i, token));
       t.equal(j.code, 0, j.stderr);
     }
     const nodes = await until(

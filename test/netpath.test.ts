@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import type { NetworkRecord, NodeRecord, ServiceRecord, TaskRecord } from '../src/api/cluster.js';
 import { type HostDaemon, loadImagesOn, startHosts } from './lib/hosts.js';
-import { cliJson, runningTasks } from './lib/swarm.js';
+import { cliJson, joinArgs, runningTasks } from './lib/swarm.js';
 import { until } from './lib/wait.js';
 
 // web answers /cgi-bin/ip with the client address it sees and its own hostname
@@ -95,16 +95,7 @@ t.test('network datapath: names, VIPs and tasks across hosts, following a moved 
   };
   await ok(h(1), ['swarm', 'init', '--advertise-addr', hosts.address(1)]);
   const token = (await ok(h(1), ['swarm', 'join-token', '-q', 'worker'])).trim();
-  for (const i of [2, 3, 4])
-    await ok(h(i), [
-      'swarm',
-      'join',
-      '--token',
-      token,
-      '--advertise-addr',
-      hosts.address(i),
-      `${hosts.address(1)}:2377`,
-    ]);
+  for (const i of [2, 3, 4]) await ok(h(i), joinArgs(hosts, i, token));
   const nodes = await until(
     'four ready nodes',
     () => cliJson<NodeRecord[]>(h(1), ['node', 'ls']),

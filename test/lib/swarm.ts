@@ -42,3 +42,14 @@ export async function cliJson<T>(d: Pick<TestDaemon, 'cli'>, args: string[]): Pr
 /** Tasks running and meant to. */
 export const runningTasks = (ts: TaskRecord[]) =>
   ts.filter((x) => x.desiredState === 'running' && x.status.state === 'running');
+
+/** `swarm join` of simulated host i, with `token`, through host 1's dispatcher. */
+export const joinArgs = (hosts: { address(i: number): string }, i: number, token: string): string[] => [
+  'swarm',
+  'join',
+  '--token',
+  token,
+  '--advertise-addr',
+  hosts.address(i),
+  `${hosts.address(1)}:2377`,
+];
