@@ -77,9 +77,20 @@ const STACK = `services:
     deploy:
       placement:
         constraints: [node.labels.client==yes]
+  lone:
+    image: busybox:test
+    command: ${JSON.stringify(HTTPD)}
+    networks: [local]
+    deploy:
+      endpoint_mode: dnsrr
+      replicas: 2
+      placement:
+        constraints: [node.labels.client==yes]
 networks:
   front: {}
   back: {}
+  local:
+    driver: bridge
 `;
 
 t.test('network datapath: names, VIPs and tasks across hosts, following a moved task', async (t) => {
@@ -233,6 +244,30 @@ t.test('network datapath: names, VIPs and tasks across hosts, following a moved 
       20_000,
     );
     t.equal(await host(2), '', 'host mode: host 2 does not');
+  });
+
+  await t.test('a bridge network: a bridge on its host, no VXLAN; its tasks reach each other', async (t) => {
+    const lone = await running('net_lone', 2);
+    const local = (await cliJson<NetworkRecord[]>(h(1), ['network', 'ls'])).find(
+      (n) => n.name === 'net_local',
+    )!;
+    t.equal(local.driver, 'bridge');
+    const links = (await hosts.exec(3, ['ip', '-o', 'link'])).stdout;
+    t.match(links, new RegExp(` tsbr${local.vni}[@:]`), 'its bridge on host 3');
+    t.notMatch(links, new RegExp(` tsvx${local.vni}[@:]`), 'and no VXLAN device');
+    const r = await h(3).cli(
+      ['container', 'exec', lone[0]!.containerId!, 'sh', '-c', REQUEST(addr(lone[1]!))],
+      { timeoutMs: 15_000 },
+    );
+    t.match(
+      r.stdout.trim().replace(/^\[::ffff:([\d.]+)\]/, '$1'),
+      new RegExp(`^${addr(lone[0]!).replace(/\./g, '\\.')} `),
+      'one task reaches the other',
+    );
+    const names = await h(3).cli(['container', 'exec', lone[0]!.containerId!, 'nslookup', 'tasks.lone'], {
+      timeoutMs: 15_000,
+    });
+    for (const x of lone) t.match(names.stdout, addr(x), `tasks.lone has ${addr(x)}`);
   });
 
   await t.test('another network is out of reach; unknown names are NXDOMAIN', async (t) => {
