@@ -104,7 +104,12 @@ export class NodeNetwork {
       const names = await fs.readdir('/run/netns').catch(() => [] as string[]);
       const byName = new Map([...keep].map(([id, nets]) => [this.netnsName(id), { id, nets }]));
       for (const name of names) {
-        if (!name.startsWith(`${this.opts.prefix}-`)) continue;
+        // exactly <prefix>-<12 hex>: never another daemon's (or a test host's) namespace
+        if (
+          !name.startsWith(`${this.opts.prefix}-`) ||
+          !/^[0-9a-f]{12}$/.test(name.slice(this.opts.prefix.length + 1))
+        )
+          continue;
         const t = byName.get(name);
         if (t) this.tasks.set(t.id, { networkIds: [...t.nets] });
         else {
