@@ -207,6 +207,19 @@ t.test('network datapath: names, VIPs and tasks across hosts, following a moved 
       );
       t.match(line, new RegExp(`^${outside.replace(/\./g, '\\.')} `), `host ${i}: the task sees ${outside}`);
     }
+    // the nodes themselves reach it on their own address: host 1 has no task (forwarded), host 3 has it
+    for (const i of [1, 3]) {
+      const line = await until(
+        `host ${i} reaches its own port 8080`,
+        async () => {
+          const r = await hosts.exec(i, ['busybox', 'sh', '-c', REQUEST(hosts.address(i), 8080)]);
+          return r.stdout.trim().replace(/^\[::ffff:([\d.]+)\]/, '$1');
+        },
+        (l) => l.startsWith(`${hosts.address(i)} `),
+        20_000,
+      );
+      t.match(line, hosts.address(i), `host ${i} → the task, which sees host ${i}`);
+    }
     // a service on no network that publishes a port is on the ingress network, as Docker's
     await ok(h(1), [
       'service',

@@ -39,7 +39,13 @@ const view = (ports: ViewPort[], ing: ViewIngress | null = ingress): NetView => 
   ...(ing ? { ingress: ing } : {}),
 });
 
-const natOf = (rules: string) => rules.slice(0, rules.indexOf('*mangle')).split('\n').filter(Boolean);
+/** The nat table's lines for connections from outside (the host's own are hostOf's). */
+const natOf = (rules: string) =>
+  rules
+    .slice(0, rules.indexOf('*mangle'))
+    .split('\n')
+    .filter((l) => l && !l.includes('TSSWARM-PORTS-HOST'));
+const hostOf = (rules: string) => rules.split('\n').filter((l) => l.startsWith('-A TSSWARM-PORTS-HOST '));
 const mangleOf = (rules: string) => rules.slice(rules.indexOf('*mangle')).split('\n').filter(Boolean);
 
 t.test('markOf: 0x10000 and the low 16 bits of the address', async (t) => {
@@ -139,7 +145,9 @@ t.test('no ingress in the view: no mesh rules, no mangle rules, no routes', asyn
     [
       '*nat',
       ':TSSWARM-PORTS - [0:0]',
+      ':TSSWARM-PORTS-HOST - [0:0]',
       '-A TSSWARM-PORTS -m addrtype --dst-type LOCAL -p tcp --dport 8080 -j DNAT --to-destination 10.0.1.10:80',
+      '-A TSSWARM-PORTS-HOST -m addrtype --dst-type LOCAL ! -d 127.0.0.0/8 -p tcp --dport 8080 -j DNAT --to-destination 10.0.1.10:80',
       'COMMIT',
       '*mangle',
       ':TSSWARM-PORTS - [0:0]',
@@ -166,4 +174,20 @@ t.test('several ports render in the view’s order, one block each', async (t) =
       '-A TSSWARM-PORTS ! -i tsbr4096 -m addrtype --dst-type LOCAL -p tcp --dport 8080 -j DNAT --to-destination 10.0.1.10:80',
     ],
   );
+});
+
+t.test('the host’s own connections to its addresses: the same backends, never from loopback', async (t) => {
+  const { rules } = renderPortRules(
+    view([
+      port({ published: 5432, target: 5432, mode: 'host', local: ['10.0.2.9'] }),
+      port({ published: 8080, target: 80, remote: ['10.255.0.3', '10.255.1.4'] }),
+      port({ published: 9090, target: 90, mode: 'host' }),
+    ]),
+  );
+  t.same(hostOf(rules), [
+    '-A TSSWARM-PORTS-HOST -m addrtype --dst-type LOCAL ! -d 127.0.0.0/8 -p tcp --dport 5432 -j DNAT --to-destination 10.0.2.9:5432',
+    '-A TSSWARM-PORTS-HOST -m addrtype --dst-type LOCAL ! -d 127.0.0.0/8 -p tcp --dport 8080 -m statistic --mode random --probability 0.5000000000 -j DNAT --to-destination 10.255.0.3:8080',
+    '-A TSSWARM-PORTS-HOST -m addrtype --dst-type LOCAL ! -d 127.0.0.0/8 -p tcp --dport 8080 -j DNAT --to-destination 10.255.1.4:8080',
+  ]);
+  t.notMatch(hostOf(rules).join('\n'), / -i /, 'no input interface: OUTPUT has none');
 });

@@ -13,7 +13,9 @@
  *   the replies carrying that mark are routed to that node's ingress address (policy routing:
  *   one rule and table per other node); the mark is cleared once the packet is routed, or the
  *   VXLAN device would route its encapsulated packet by it as well;
- * - a host-mode port is DNATed on the nodes of its tasks only, to the local task.
+ * - a host-mode port is DNATed on the nodes of its tasks only, to the local task;
+ * - a connection the node itself opens to one of its own addresses (not 127/8) on a published
+ *   port is DNATed the same way (nat OUTPUT, chain TSSWARM-PORTS-HOST).
  *
  * Pure: renders the rules (`iptables-restore --noflush` input for the chains TSSWARM-PORTS of
  * the nat and mangle tables) and the policy routes; node.ts loads them.
@@ -23,6 +25,8 @@ import { bridgeName, macOf } from './links.js';
 import type { NetView } from './view.js';
 
 export const PORTS_CHAIN = 'TSSWARM-PORTS';
+/** nat OUTPUT: published ports for connections the host itself opens to its own addresses. */
+export const PORTS_HOST_CHAIN = 'TSSWARM-PORTS-HOST';
 /** mangle POSTROUTING: the packet mark is cleared once routed (see renderPortRules). */
 export const PORTS_OUT_CHAIN = 'TSSWARM-PORTS-OUT';
 /** Priority of the policy-routing rules (below main's 32766). */
@@ -41,32 +45,37 @@ export interface PolicyRoute {
 }
 
 /** One DNAT rule per backend, picked at random with equal weight (statistic: 1/n, 1/(n-1), …). */
-function spread(match: string[], backends: readonly string[]): string[] {
+function spread(match: string[], backends: readonly string[], chain = PORTS_CHAIN): string[] {
   return backends.map((b, i) => {
     const left = backends.length - i;
     const pick =
       left > 1 ? ['-m', 'statistic', '--mode', 'random', '--probability', (1 / left).toFixed(10)] : [];
-    return ['-A', PORTS_CHAIN, ...match, ...pick, '-j', 'DNAT', '--to-destination', b].join(' ');
+    return ['-A', chain, ...match, ...pick, '-j', 'DNAT', '--to-destination', b].join(' ');
   });
 }
 
 export function renderPortRules(view: NetView): { rules: string; routes: PolicyRoute[] } {
   const ing = view.ingress;
   const br = ing ? bridgeName(ing.network.vni) : undefined;
-  const nat = ['*nat', `:${PORTS_CHAIN} - [0:0]`];
+  const nat = ['*nat', `:${PORTS_CHAIN} - [0:0]`, `:${PORTS_HOST_CHAIN} - [0:0]`];
+  const fromHost: string[] = [];
+  // connections the host itself opens to one of its addresses (not loopback: 127/8 cannot leave)
+  const hostMatch = ['-m', 'addrtype', '--dst-type', 'LOCAL', '!', '-d', '127.0.0.0/8'];
   for (const p of view.ports) {
     const proto = ['-p', p.protocol, '--dport', String(p.published)];
     const toTasks = p.local.map((a) => `${a}:${p.target}`);
     if (p.mode === 'host') {
       nat.push(...spread(['-m', 'addrtype', '--dst-type', 'LOCAL', ...proto], toTasks));
+      fromHost.push(...spread([...hostMatch, ...proto], toTasks, PORTS_HOST_CHAIN));
       continue;
     }
     if (ing && br) nat.push(...spread(['-i', br, '-d', `${ing.self}/32`, ...proto], toTasks));
     const outside = [...(br ? ['!', '-i', br] : []), '-m', 'addrtype', '--dst-type', 'LOCAL', ...proto];
     const to = toTasks.length ? toTasks : p.remote.map((a) => `${a}:${p.published}`);
     nat.push(...spread(outside, to));
+    fromHost.push(...spread([...hostMatch, ...proto], to, PORTS_HOST_CHAIN));
   }
-  nat.push('COMMIT');
+  nat.push(...fromHost, 'COMMIT');
   const mangle = ['*mangle', `:${PORTS_CHAIN} - [0:0]`, `:${PORTS_OUT_CHAIN} - [0:0]`];
   const routes: PolicyRoute[] = [];
   if (ing && br) {

@@ -23,7 +23,7 @@ import type { TaskRecord } from '../api/cluster.js';
 import type { EngineOptions } from '../engine/engine.js';
 import { type Exec, OverlayDatapath, type OverlayNetwork } from './datapath.js';
 import { EmbeddedDns } from './dns.js';
-import { PORTS_CHAIN, PORTS_OUT_CHAIN, RULE_PRIORITY, renderPortRules } from './ingress.js';
+import { PORTS_CHAIN, PORTS_HOST_CHAIN, PORTS_OUT_CHAIN, RULE_PRIORITY, renderPortRules } from './ingress.js';
 import { vethName } from './links.js';
 import { type NetView, resolveName, type ViewNetwork, vipsFor } from './view.js';
 import { renderVipRules } from './vip.js';
@@ -250,6 +250,7 @@ export class NodeNetwork {
     await this.opts.exec(['iptables-restore', '--noflush', file]);
     const jumps: Array<[string, string, string]> = [
       ['nat', 'PREROUTING', PORTS_CHAIN],
+      ['nat', 'OUTPUT', PORTS_HOST_CHAIN],
       ['mangle', 'PREROUTING', PORTS_CHAIN],
       ['mangle', 'POSTROUTING', PORTS_OUT_CHAIN],
     ];
