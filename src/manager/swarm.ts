@@ -456,6 +456,8 @@ export class SwarmNode {
     if (!this.state.etcd.embedded) return;
     try {
       const eps = await memberEndpoints(this.store.client);
+      // a listing that ends after the node closed (demoted, left) writes nothing
+      if (this.closed) return;
       if (eps.length && JSON.stringify(eps) !== JSON.stringify(this.state.etcd.endpoints)) {
         this.state.etcd.endpoints = eps;
         await atomicWriteJson(SwarmNode.statePath(this.engine.opts.dataRoot), this.state);

@@ -50,6 +50,10 @@ export class Agent {
   private offExit?: () => void;
   private offHealth?: () => void;
   private readonly busy = new Set<string>();
+  /** The operations spawned for tasks (start, stop) still running. */
+  private readonly ops = new Set<Promise<void>>();
+  /** Set by stop(): nothing new is started after it. */
+  private stopped = false;
   private readonly listeners = new Set<() => void>();
   private readonly drainers = new Set<(taskId: string) => Promise<void>>();
 
@@ -137,6 +141,7 @@ export class Agent {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     this.offExit?.();
     this.offHealth?.();
     await this.watch?.cancel();
@@ -148,6 +153,8 @@ export class Agent {
   /** Stops the agent and removes every task container (the node leaves the swarm). */
   async removeTaskContainers(): Promise<void> {
     await this.stop();
+    // a task being started now would otherwise create its container after the removal below
+    await Promise.allSettled([...this.ops]);
     for (const c of this.engine.containers.list(true)) {
       const taskId = c.config.labels[TASK_LABEL];
       if (!taskId) continue;
@@ -186,6 +193,7 @@ export class Agent {
    * grace period) never holds up other tasks; when an operation ends, the agent looks again.
    */
   private async reconcile(): Promise<void> {
+    if (this.stopped) return;
     for (const task of this.tasks.values()) {
       if (this.busy.has(task.id)) continue;
       const c = this.containerOf(task.id);
@@ -229,12 +237,14 @@ export class Agent {
 
   private spawn(taskId: string, op: () => Promise<void>): void {
     this.busy.add(taskId);
-    void op()
+    const p = op()
       .catch((e) => this.log(`agent: task ${taskId}: ${(e as Error).message}`))
       .finally(() => {
         this.busy.delete(taskId);
+        this.ops.delete(p);
         this.enqueue(() => this.reconcile());
       });
+    this.ops.add(p);
   }
 
   private async shutdown(task: TaskRecord, c: ContainerRecord): Promise<void> {
