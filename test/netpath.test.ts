@@ -142,10 +142,22 @@ t.test('network datapath: names, VIPs and tasks across hosts, following a moved 
   // an HTTP request with nc (busybox-static's wget crashes without libc's service database)
   const REQUEST = (target: string, port = 80) =>
     `printf 'GET /cgi-bin/ip HTTP/1.0\\r\\n\\r\\n' | nc -w 2 ${target} ${port} | tail -n 1`;
+  // httpd listens on IPv6 too: an IPv4 client shows as [::ffff:A.B.C.D]
+  const answerOf = (stdout: string) => stdout.trim().replace(/^\[::ffff:([\d.]+)\]/, '$1');
+  /** A request from simulated host `from` (its own namespace, not a task's) to ADDR:PORT; the answer line. */
+  const askFrom = async (from: number, to: string, port: number) =>
+    answerOf((await hosts.exec(from, ['busybox', 'sh', '-c', REQUEST(to, port)])).stdout);
+  /** Waits until host `from` gets an answer on `to`:`port` that starts with `seenAs` (the client the task saw). */
+  const answersFrom = (from: number, to: number, port: number, seenAs: string) =>
+    until(
+      `host ${to} answers host ${from} on ${port}`,
+      () => askFrom(from, hosts.address(to), port),
+      (l) => l.startsWith(`${seenAs} `),
+      20_000,
+    );
   const fetch = async (target: string) => {
     const r = await inClient(['sh', '-c', REQUEST(target)]);
-    // httpd listens on IPv6 too: an IPv4 client shows as [::ffff:A.B.C.D]
-    const line = r.stdout.trim().replace(/^\[::ffff:([\d.]+)\]/, '$1');
+    const line = answerOf(r.stdout);
     return r.code === 0 && /^\d+\.\d+\.\d+\.\d+ \S+$/.test(line)
       ? line
       : `error ${r.code}: ${line} ${r.stderr.trim()}`;
@@ -196,28 +208,12 @@ t.test('network datapath: names, VIPs and tasks across hosts, following a moved 
     await running('net_pub', 1);
     const outside = hosts.address(5);
     for (const i of [1, 2, 3, 4]) {
-      const line = await until(
-        `host ${i} answers on 8080`,
-        async () => {
-          const r = await hosts.exec(5, ['busybox', 'sh', '-c', REQUEST(hosts.address(i), 8080)]);
-          return r.stdout.trim().replace(/^\[::ffff:([\d.]+)\]/, '$1');
-        },
-        (l) => l.startsWith(`${outside} `),
-        20_000,
-      );
+      const line = await answersFrom(5, i, 8080, outside);
       t.match(line, new RegExp(`^${outside.replace(/\./g, '\\.')} `), `host ${i}: the task sees ${outside}`);
     }
     // the nodes themselves reach it on their own address: host 1 has no task (forwarded), host 3 has it
     for (const i of [1, 3]) {
-      const line = await until(
-        `host ${i} reaches its own port 8080`,
-        async () => {
-          const r = await hosts.exec(i, ['busybox', 'sh', '-c', REQUEST(hosts.address(i), 8080)]);
-          return r.stdout.trim().replace(/^\[::ffff:([\d.]+)\]/, '$1');
-        },
-        (l) => l.startsWith(`${hosts.address(i)} `),
-        20_000,
-      );
+      const line = await answersFrom(i, i, 8080, hosts.address(i));
       t.match(line, hosts.address(i), `host ${i} → the task, which sees host ${i}`);
     }
     // a service on no network that publishes a port is on the ingress network, as Docker's
@@ -236,27 +232,12 @@ t.test('network datapath: names, VIPs and tasks across hosts, following a moved 
     const [plain] = await running('plain', 1);
     t.equal(plain!.attachments?.[0]?.network, 'ingress', 'its task is on the ingress network');
     for (const i of [1, 4]) {
-      const line = await until(
-        `host ${i} answers on 8082`,
-        async () => {
-          const r = await hosts.exec(5, ['busybox', 'sh', '-c', REQUEST(hosts.address(i), 8082)]);
-          return r.stdout.trim().replace(/^\[::ffff:([\d.]+)\]/, '$1');
-        },
-        (l) => l.startsWith(`${outside} `),
-        20_000,
-      );
+      const line = await answersFrom(5, i, 8082, outside);
       t.match(line, outside, `host ${i} → the ingress network's task, which sees ${outside}`);
     }
     await ok(h(1), ['service', 'rm', 'plain']);
-    const host = async (i: number) =>
-      (await hosts.exec(5, ['busybox', 'sh', '-c', REQUEST(hosts.address(i), 8081)])).stdout.trim();
-    await until(
-      'host mode: host 3 answers on 8081',
-      () => host(3),
-      (l) => l.includes(outside),
-      20_000,
-    );
-    t.equal(await host(2), '', 'host mode: host 2 does not');
+    await answersFrom(5, 3, 8081, outside); // host mode: host 3 answers
+    t.equal(await askFrom(5, hosts.address(2), 8081), '', 'host mode: host 2 does not');
   });
 
   await t.test('a bridge network: a bridge on its host, no VXLAN; its tasks reach each other', async (t) => {
@@ -273,7 +254,7 @@ t.test('network datapath: names, VIPs and tasks across hosts, following a moved 
       { timeoutMs: 15_000 },
     );
     t.match(
-      r.stdout.trim().replace(/^\[::ffff:([\d.]+)\]/, '$1'),
+      answerOf(r.stdout),
       new RegExp(`^${addr(lone[0]!).replace(/\./g, '\\.')} `),
       'one task reaches the other',
     );
