@@ -35,6 +35,7 @@ NATIVE=src/engine/native
 APT_PACKAGES=(
   etcd-server etcd-client busybox-static iproute2 iptables ipvsadm runc crun
   attr openssl musl-tools iperf3 util-linux e2fsprogs procps psmisc zstd
+  docker-registry skopeo apache2-utils
 )
 
 STEP=init

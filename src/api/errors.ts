@@ -11,6 +11,8 @@ export type ErrorCode =
   | 'unsupported'
   | 'daemon_unreachable'
   | 'precondition'
+  | 'unauthorized'
+  | 'registry_error'
   | 'command_not_found'
   | 'command_not_executable'
   | 'internal';
@@ -21,6 +23,8 @@ const statusOf: Record<ErrorCode, number> = {
   not_found: 404,
   conflict: 409,
   precondition: 409,
+  unauthorized: 401,
+  registry_error: 502,
   unsupported: 501,
   command_not_found: 400,
   command_not_executable: 400,
@@ -35,6 +39,8 @@ const exitOf: Record<ErrorCode, number> = {
   not_found: 125,
   conflict: 125,
   precondition: 125,
+  unauthorized: 125,
+  registry_error: 125,
   unsupported: 125,
   command_not_found: 127,
   command_not_executable: 126,
@@ -65,6 +71,9 @@ export const notFound = (msg: string) => new TsswarmError('not_found', msg);
 export const conflict = (msg: string) => new TsswarmError('conflict', msg);
 export const badArchive = (msg: string, cause?: unknown) => new TsswarmError('bad_archive', msg, { cause });
 export const precondition = (msg: string) => new TsswarmError('precondition', msg);
+export const unauthorized = (msg: string) => new TsswarmError('unauthorized', msg);
+export const registryError = (msg: string, cause?: unknown) =>
+  new TsswarmError('registry_error', msg, { cause });
 
 /** Rebuilds a typed error from its wire form (the daemon's JSON error body). */
 export function fromWire(body: unknown, status: number): TsswarmError {

@@ -3,7 +3,16 @@ import { pipeline } from 'node:stream/promises';
 import { Command, Option } from 'commander';
 import type { Client } from '../api/client.js';
 import { invalid } from '../api/errors.js';
+import { encodeAuthHeader } from '../engine/registry/auth.js';
+import { credentialsForImage } from './credentials.js';
+import { followProgress } from './progress.js';
 import { ago, humanBytes, table } from './render.js';
+
+/** The X-Registry-Auth header for an image's registry, from `tsswarm login`'s store. */
+export async function authHeaders(ref: string): Promise<Record<string, string>> {
+  const creds = await credentialsForImage(ref);
+  return creds ? { 'x-registry-auth': encodeAuthHeader(creds) } : {};
+}
 
 interface ImageView {
   id: string;
@@ -94,6 +103,46 @@ export function imageCommands(getClient: () => Client): Command {
     .argument('<target>')
     .action(async (source: string, target: string) => {
       await getClient().request('POST', '/images/tag', { query: { ref: source, to: target } });
+    });
+
+  c.command('pull')
+    .description('Pull an image from a registry (credentials from `tsswarm login`)')
+    .argument('<name>', 'NAME[:TAG|@DIGEST]')
+    .option('--platform <os/arch[/variant]>', 'the platform to pick from a multi-platform image')
+    .option('-q, --quiet', 'print only the image reference')
+    .action(async (ref: string, o: { platform?: string; quiet?: boolean }) => {
+      const res = await getClient().stream('POST', '/images/pull', {
+        query: { ref, platform: o.platform },
+        headers: await authHeaders(ref),
+      });
+      await followProgress(res, process.stdout, o.quiet);
+      if (o.quiet) process.stdout.write(`${ref}\n`);
+    });
+
+  c.command('push')
+    .description('Push an image to the registry its name names')
+    .argument('<name>', 'NAME[:TAG]')
+    .option('-q, --quiet', 'print only the pushed digest')
+    .action(async (ref: string, o: { quiet?: boolean }) => {
+      const res = await getClient().stream('POST', '/images/push', {
+        query: { ref },
+        headers: await authHeaders(ref),
+      });
+      const r = await followProgress<{ digest: string }>(res, process.stdout, o.quiet);
+      if (o.quiet) process.stdout.write(`${r.digest}\n`);
+    });
+
+  c.command('prune')
+    .description(
+      "Remove dangling images (untagged, not a built image's parent), then unused layers and blobs",
+    )
+    .option('-a, --all', 'remove every image no container uses')
+    .action(async (o: { all?: boolean }) => {
+      const r = await getClient().request<{ deleted: string[]; reclaimed: number }>('POST', '/images/prune', {
+        query: { all: o.all ? 'true' : undefined },
+      });
+      for (const d of r.deleted) process.stdout.write(`Deleted: ${d}\n`);
+      process.stdout.write(`Total reclaimed space: ${humanBytes(r.reclaimed)}\n`);
     });
 
   c.command('save')

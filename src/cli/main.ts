@@ -8,6 +8,7 @@ import { nodeCommands, serviceCommands, swarmCommands } from './cluster.js';
 import { containerCommands } from './containers.js';
 import { imageCommands } from './images.js';
 import { jobCommands } from './jobs.js';
+import { loginCommands } from './login.js';
 import { lookupCommand } from './lookup.js';
 import { networkCommands } from './networks.js';
 import { deployCommand, stackCommands } from './stack.js';
@@ -38,6 +39,7 @@ function buildProgram(done: (code: number) => void): Command {
 
   program.addCommand(containerCommands(getClient, done));
   program.addCommand(imageCommands(getClient));
+  for (const cmd of loginCommands(getClient)) program.addCommand(cmd);
   program.addCommand(swarmCommands(getClient));
   program.addCommand(nodeCommands(getClient));
   program.addCommand(serviceCommands(getClient));
@@ -68,11 +70,24 @@ function buildProgram(done: (code: number) => void): Command {
       '--dns-upstream <addrs>',
       "resolvers (comma-separated IPs) for names outside the swarm asked of the containers' DNS; none: answer NXDOMAIN (default: this host's /etc/resolv.conf)",
     )
+    .option(
+      '--registry-certs <dir>',
+      "CA certificates of registries: DIR/HOST[:PORT]/*.crt, as Docker's certs.d",
+      '/etc/tsswarm/certs.d',
+    )
+    .option(
+      '--insecure-registry <host[:port]>',
+      'a registry reached over plain HTTP when HTTPS fails (repeatable; loopback registries always are)',
+      (v: string, prev: string[]) => [...prev, v],
+      [] as string[],
+    )
     .action(
       async (o: {
         dataRoot: string;
         socket: string;
         cgroupParent: string;
+        registryCerts: string;
+        insecureRegistry: string[];
         datapath: boolean;
         dnsUpstream?: string;
         listen?: string;
@@ -93,6 +108,7 @@ function buildProgram(done: (code: number) => void): Command {
           tlsKey: o.tlskey,
           tlsCaCert: o.tlscacert,
           network: { datapath: o.datapath, dnsUpstream: o.dnsUpstream },
+          registry: { certsDir: o.registryCerts, insecure: o.insecureRegistry },
           log,
         });
         const stop = async (sig: string) => {

@@ -8,6 +8,7 @@ import type { ContainerCreateRequest, ContainerRecord } from '../engine/containe
 import type { Engine } from '../engine/engine.js';
 import { VERSION } from '../version.js';
 import { containerLogStream, logFrame } from './logStream.js';
+import { registerRegistryRoutes } from './registryRoutes.js';
 
 type IdParams = { Params: { id: string } };
 
@@ -98,7 +99,11 @@ export function registerEngineRoutes(app: FastifyInstance, engine: Engine): void
       await fs.rm(file, { force: true });
     }
   });
+  registerRegistryRoutes(app, engine);
   app.get('/images/json', async () => images.list());
+  app.post<{ Querystring: { all?: string } }>('/images/prune', async (req) =>
+    images.prune((id) => containers.imageUser(id), truthy(req.query.all)),
+  );
   app.get<{ Querystring: { ref: string } }>('/images/inspect', async (req) =>
     images.resolve(req.query.ref ?? ''),
   );

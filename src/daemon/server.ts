@@ -3,7 +3,7 @@ import { connect } from 'node:net';
 import { dirname } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { invalid, precondition, TsswarmError } from '../api/errors.js';
-import { Engine } from '../engine/engine.js';
+import { DEFAULT_REGISTRY_CERTS, Engine } from '../engine/engine.js';
 import { parseUpstreams } from '../network/dns.js';
 import { registerClusterRoutes, SwarmHolder } from './clusterRoutes.js';
 import { registerEngineRoutes } from './routes.js';
@@ -20,6 +20,8 @@ export interface DaemonOptions {
   tlsCaCert?: string;
   /** --no-datapath, --dns-upstream (parseUpstreams). */
   network?: { datapath: boolean; dnsUpstream?: string };
+  /** --registry-certs DIR, --insecure-registry HOST[:PORT] (repeatable). */
+  registry?: { certsDir?: string; insecure?: string[] };
   log?: (msg: string) => void;
 }
 
@@ -111,6 +113,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     network: {
       datapath: opts.network?.datapath ?? true,
       dnsUpstreams: parseUpstreams(opts.network?.dnsUpstream),
+    },
+    registry: {
+      certsDir: opts.registry?.certsDir ?? DEFAULT_REGISTRY_CERTS,
+      insecure: opts.registry?.insecure ?? [],
     },
   });
   // relative unix socket paths to the shims are resolved from here (see ContainerManager.ctlPath)

@@ -6,6 +6,8 @@ import { detectCgroupDriver } from './cgroups/detect.js';
 import type { CgroupDriver } from './cgroups/types.js';
 import { ContainerManager } from './containers/manager.js';
 import { ImageStore } from './images/store.js';
+import { ImagePuller } from './registry/pull.js';
+import type { RegistryOptions } from './registry/transport.js';
 
 export const DEFAULT_DATA_ROOT = '/var/lib/tsswarm';
 
@@ -20,7 +22,11 @@ export interface EngineOptions {
    * embedded DNS sends names outside the swarm (empty: answered NXDOMAIN).
    */
   network?: { datapath: boolean; dnsUpstreams: string[] };
+  /** How registries are reached (CA certificates, plain-HTTP registries). */
+  registry?: RegistryOptions;
 }
+
+export const DEFAULT_REGISTRY_CERTS = '/etc/tsswarm/certs.d';
 
 /** Where the C helper is: $TSSWARM_SHIM, else build/tsswarm-shim in this package. */
 export function defaultShimPath(): string {
@@ -33,6 +39,8 @@ export function defaultShimPath(): string {
 /** One host's container engine: images, containers and their cgroups. Knows nothing of clusters. */
 export class Engine {
   readonly images: ImageStore;
+  readonly puller: ImagePuller;
+  readonly registry: RegistryOptions;
   readonly containers: ContainerManager;
   readonly cgroups: CgroupDriver;
   readonly shimPath: string;
@@ -41,6 +49,8 @@ export class Engine {
     this.shimPath = opts.shimPath ?? defaultShimPath();
     this.cgroups = detectCgroupDriver();
     this.images = new ImageStore({ root: join(opts.dataRoot, 'images'), shimPath: this.shimPath });
+    this.registry = opts.registry ?? { certsDir: DEFAULT_REGISTRY_CERTS };
+    this.puller = new ImagePuller(this.images, this.registry);
     this.containers = new ContainerManager({
       dataRoot: opts.dataRoot,
       shimPath: this.shimPath,

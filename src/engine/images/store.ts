@@ -6,25 +6,52 @@
  *   <root>/layers/<diffid-hex>/ one unpacked layer (whiteouts in overlayfs form)
  *   <root>/index.json           image records and tags (replaced atomically)
  *   <root>/tmp/                 staging for loads and deletions (emptied by init)
+ *   <root>/downloads/           layer blobs of pulls not committed yet: `<hex>` verified,
+ *                               `<hex>.partial` still arriving (kept, so a pull resumes)
  *
  * Every mutation runs through one in-process queue, so loads, tags and removals never interleave.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import { chmod, mkdir, mkdtemp, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import {
+  chmod,
+  mkdir,
+  mkdtemp,
+  open,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  stat,
+  writeFile,
+} from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { conflict, invalid, notFound, TsswarmError } from '../../api/errors.js';
+import { badArchive, conflict, invalid, notFound, TsswarmError } from '../../api/errors.js';
 import { type ArchiveImage, readArchiveImages, verifyLayers } from './archive.js';
 import { stageArchive } from './archive-reader.js';
-import { extractLayer } from './layer.js';
-import { ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME, MEDIA } from './oci.js';
+import { extractLayer, inspectLayer, LAYER_MEDIA_TYPES } from './layer.js';
+import { ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME, MEDIA, parseImageConfig } from './oci.js';
 import { isHexIdPrefix, normalizeTag, parseReference, qualifiedTag, shortId, tagOf } from './reference.js';
 import { encodeEntry, encodeHeader, endOfArchive, padding } from './tar-writer.js';
 import type { BlobDescriptor, ImageRecord, StoredImage } from './types.js';
 
 export type { ImageConfig, ImageRecord } from './types.js';
+
+/** A fetched or built image for `ImageStore.commit`. */
+export interface CommitInput {
+  config: { digest: string; mediaType: string; bytes: Buffer };
+  manifest?: { digest: string; mediaType: string; bytes: Buffer };
+  /** Bottom-most first; `staged` absent when the store already has the layer. */
+  layers: Array<{ descriptor: BlobDescriptor; staged?: { blob: string; dir: string; size: number } }>;
+  tags: string[];
+  /** The image this one was built on (build steps); keeps it from being pruned as dangling. */
+  parent?: string;
+  /** Other digests that name it (the manifest list it was picked from). */
+  extraDigests?: string[];
+}
 
 export interface ImageStoreOptions {
   /** Directory the store owns, e.g. `<dataRoot>/images`. */
@@ -52,6 +79,7 @@ export class ImageStore {
   private readonly blobsDir: string;
   private readonly layersDir: string;
   private readonly tmpDir: string;
+  readonly downloadsDir: string;
   private readonly indexPath: string;
   private images = new Map<string, StoredImage>();
   private tags = new Map<string, string>();
@@ -65,6 +93,7 @@ export class ImageStore {
     this.blobsDir = path.join(this.root, 'blobs', 'sha256');
     this.layersDir = path.join(this.root, 'layers');
     this.tmpDir = path.join(this.root, 'tmp');
+    this.downloadsDir = path.join(this.root, 'downloads');
     this.indexPath = path.join(this.root, 'index.json');
   }
 
@@ -77,6 +106,7 @@ export class ImageStore {
       await mkdir(this.blobsDir, { recursive: true });
       await mkdir(this.layersDir, { recursive: true });
       await mkdir(this.tmpDir, { recursive: true });
+      await mkdir(this.downloadsDir, { recursive: true });
       for (const e of await readdir(this.tmpDir))
         await rm(path.join(this.tmpDir, e), { recursive: true, force: true });
       let index: IndexFile = { version: INDEX_VERSION, images: [] };
@@ -246,6 +276,47 @@ export class ImageStore {
   }
 
   /**
+   * Removes dangling images (untagged, and no image's parent), or with `all` every image no
+   * container uses, then unreferenced layers and blobs and unfinished downloads. A build's
+   * intermediate images hang from the image they built, so they stay until it goes.
+   */
+  prune(
+    inUse: (imageId: string) => string | undefined,
+    all: boolean,
+  ): Promise<{ deleted: string[]; reclaimed: number }> {
+    return this.exclusive(async () => {
+      this.assertReady();
+      const deleted: string[] = [];
+      for (;;) {
+        const parents = new Set(
+          [...this.images.values()].map((i) => i.parent).filter((p) => p !== undefined),
+        );
+        const doomed = [...this.images.values()].filter(
+          (i) =>
+            inUse(i.record.id) === undefined &&
+            (all || (i.record.repoTags.length === 0 && !parents.has(i.record.id))),
+        );
+        if (doomed.length === 0) break;
+        const next = new Map(this.images);
+        for (const d of doomed) {
+          next.delete(d.record.id);
+          deleted.push(d.record.id);
+        }
+        await this.writeIndex(next);
+        this.setState(next);
+        if (all) break;
+      }
+      let reclaimed = await this.collectGarbage();
+      for (const name of await readdir(this.downloadsDir)) {
+        const p = path.join(this.downloadsDir, name);
+        reclaimed += (await stat(p).catch(() => ({ size: 0 }))).size;
+        await rm(p, { recursive: true, force: true });
+      }
+      return { deleted, reclaimed };
+    });
+  }
+
+  /**
    * Writes one tar to `out` (and ends it): an OCI image layout (oci-layout, index.json whose
    * entries carry org.opencontainers.image.ref.name and io.containerd.image.name annotations,
    * blobs/sha256/…) plus a Docker manifest.json naming the same blobs, as Docker 25+ writes.
@@ -283,6 +354,177 @@ export class ImageStore {
     } finally {
       for (const { fh } of handles.values()) await fh.close().catch(() => undefined);
     }
+  }
+
+  /** Whether the store has this layer unpacked and its blob (so a pull can skip it). */
+  hasLayer(diffId: string, blobDigest: string): boolean {
+    return (
+      existsSync(path.join(this.layersDir, hexOf(diffId))) &&
+      existsSync(path.join(this.blobsDir, hexOf(blobDigest)))
+    );
+  }
+
+  /** Where a stored blob is (for pushes and builds). */
+  blobPath(digest: string): string {
+    return path.join(this.blobsDir, hexOf(digest));
+  }
+
+  /** The stored form of an image: its blobs and manifest (generated when it came without one). */
+  manifestOf(ref: string): {
+    image: ImageRecord;
+    manifest: Buffer;
+    mediaType: string;
+    config: BlobDescriptor;
+    layers: BlobDescriptor[];
+  } {
+    const { image } = this.lookup(ref);
+    const m = manifestFor(image);
+    const bytes = m.bytes ?? readFileSync(path.join(this.blobsDir, hexOf(m.descriptor.digest)));
+    return {
+      image: structuredClone(image.record),
+      manifest: bytes,
+      mediaType: m.descriptor.mediaType,
+      config: { ...image.config },
+      layers: image.layerBlobs.map((l) => ({ ...l })),
+    };
+  }
+
+  /**
+   * Checks a layer blob against the diff_id its image config declares and unpacks it into a new
+   * directory under tmp/ (outside the store's lock, so several layers unpack at once). The
+   * directory is handed to `commit`.
+   */
+  async stageLayer(
+    blob: string,
+    diffId: string,
+    label: string,
+  ): Promise<{ dir: string; mediaType: string; size: number }> {
+    this.assertReady();
+    const info = await inspectLayer(blob, label);
+    if (info.diffId !== diffId)
+      throw badArchive(`layer ${label} has diff_id ${info.diffId}, its image config says ${diffId}`);
+    const dir = await mkdtemp(path.join(this.tmpDir, 'layer-'));
+    try {
+      await chmod(dir, 0o755);
+      await extractLayer(blob, dir, {
+        label,
+        shimPath: this.shimPath,
+        hasWhiteouts: info.hasWhiteouts,
+        tar: this.tarBin,
+      });
+    } catch (err) {
+      await rm(dir, { recursive: true, force: true });
+      throw err;
+    }
+    return { dir, mediaType: LAYER_MEDIA_TYPES[info.compression], size: info.size };
+  }
+
+  /**
+   * Adds an image whose blobs were fetched or built and verified: the config and manifest bytes,
+   * and per layer either a staged blob file and unpacked directory (moved in) or nothing (the
+   * store has it, see hasLayer). Tags move to it. On any error nothing new is left in the store.
+   */
+  commit(input: CommitInput): Promise<ImageRecord> {
+    return this.exclusive(async () => {
+      this.assertReady();
+      const parsed = parseImageConfig(input.config.bytes);
+      if (parsed.diffIds.length !== input.layers.length)
+        throw badArchive(
+          `image config lists ${parsed.diffIds.length} layers, the manifest ${input.layers.length}`,
+        );
+      const id = input.config.digest;
+      const added: string[] = [];
+      try {
+        const putBytes = async (digest: string, bytes: Buffer) => {
+          const dest = path.join(this.blobsDir, hexOf(digest));
+          if (await exists(dest)) return;
+          const tmp = path.join(this.tmpDir, `blob-${hexOf(digest)}-${randomBytes(4).toString('hex')}`);
+          await writeFile(tmp, bytes);
+          await rename(tmp, dest);
+          added.push(dest);
+        };
+        await putBytes(input.config.digest, input.config.bytes);
+        if (input.manifest) await putBytes(input.manifest.digest, input.manifest.bytes);
+        const sizes: number[] = [];
+        for (const [i, l] of input.layers.entries()) {
+          const diffHex = hexOf(parsed.diffIds[i]!);
+          const blobDest = path.join(this.blobsDir, hexOf(l.descriptor.digest));
+          const layerDest = path.join(this.layersDir, diffHex);
+          if (l.staged) {
+            if (!(await exists(blobDest))) {
+              await rename(l.staged.blob, blobDest);
+              added.push(blobDest);
+            }
+            if (!(await exists(layerDest))) {
+              await rename(l.staged.dir, layerDest);
+              added.push(layerDest);
+            } else await rm(l.staged.dir, { recursive: true, force: true });
+            sizes.push(l.staged.size);
+          } else {
+            if (!(await exists(blobDest)) || !(await exists(layerDest)))
+              throw conflict(
+                `layer ${parsed.diffIds[i]} was removed while the image was being added; try again`,
+              );
+            sizes.push(this.layerSize(parsed.diffIds[i]!));
+          }
+        }
+        const next = new Map(this.images);
+        const existing = next.get(id);
+        const stored: StoredImage = existing
+          ? structuredClone(existing)
+          : {
+              record: {
+                id,
+                repoTags: [],
+                ...(parsed.created !== undefined ? { created: parsed.created } : {}),
+                architecture: parsed.architecture,
+                os: parsed.os,
+                size: sizes.reduce((a, b) => a + b, 0),
+                layers: [...parsed.diffIds],
+                config: parsed.config,
+              },
+              config: {
+                mediaType: input.config.mediaType,
+                digest: input.config.digest,
+                size: input.config.bytes.length,
+              },
+              layerBlobs: input.layers.map((l) => ({ ...l.descriptor })),
+              layerSizes: sizes,
+              ...(input.parent ? { parent: input.parent } : {}),
+            };
+        for (const d of input.extraDigests ?? []) {
+          stored.digests ??= [];
+          if (!stored.digests.includes(d)) stored.digests.push(d);
+        }
+        if (!stored.manifest && input.manifest) {
+          stored.manifest = {
+            mediaType: input.manifest.mediaType,
+            digest: input.manifest.digest,
+            size: input.manifest.bytes.length,
+          };
+        }
+        next.set(id, stored);
+        const tags = new Map(this.tags);
+        for (const t of input.tags) moveTag(next, tags, normalizeTag(t), id);
+        await this.writeIndex(next);
+        this.setState(next);
+        return structuredClone(next.get(id)!.record);
+      } catch (err) {
+        for (const p of added.reverse()) await rm(p, { recursive: true, force: true });
+        throw err;
+      } finally {
+        for (const l of input.layers) if (l.staged) await rm(l.staged.dir, { recursive: true, force: true });
+      }
+    });
+  }
+
+  /** The unpacked size of a layer, from any image that recorded it (0 when none did). */
+  private layerSize(diffId: string): number {
+    for (const img of this.images.values()) {
+      const i = img.record.layers.indexOf(diffId);
+      if (i >= 0 && img.layerSizes?.[i] !== undefined) return img.layerSizes[i]!;
+    }
+    return 0;
   }
 
   /** Overlay lower directories of an image (its full ID), top-most layer first. */
@@ -326,7 +568,12 @@ export class ImageStore {
       const p = parseReference(r);
       if (p.digest !== undefined) {
         for (const img of this.images.values()) {
-          if (img.manifest?.digest === p.digest || img.record.id === p.digest) return { image: img };
+          if (
+            img.manifest?.digest === p.digest ||
+            img.record.id === p.digest ||
+            img.digests?.includes(p.digest)
+          )
+            return { image: img };
         }
         throw notFound(`no such image: ${ref}`);
       }
@@ -435,8 +682,12 @@ export class ImageStore {
     }
   }
 
-  /** Deletes layers and blobs no image references (a layer is moved into tmp/ before it is removed). */
-  private async collectGarbage(): Promise<void> {
+  /**
+   * Deletes layers and blobs no image references (a layer is moved into tmp/ before it is
+   * removed). Returns the bytes of the blobs deleted.
+   */
+  private async collectGarbage(): Promise<number> {
+    let freed = 0;
     const layers = new Set<string>();
     const blobs = new Set<string>();
     for (const img of this.images.values()) {
@@ -451,8 +702,12 @@ export class ImageStore {
       await rm(doomed, { recursive: true, force: true });
     }
     for (const name of await readdir(this.blobsDir)) {
-      if (!blobs.has(name)) await rm(path.join(this.blobsDir, name), { force: true });
+      if (blobs.has(name)) continue;
+      const p = path.join(this.blobsDir, name);
+      freed += (await stat(p).catch(() => ({ size: 0 }))).size;
+      await rm(p, { force: true });
     }
+    return freed;
   }
 }
 
@@ -500,18 +755,8 @@ async function* saveStream(
   const indexEntries: object[] = [];
   const dockerEntries: object[] = [];
   const manifests = picked.map(({ image, tags }) => {
-    let manifest = image.manifest;
-    if (!manifest) {
-      const bytes = jsonBytes({
-        schemaVersion: 2,
-        mediaType: MEDIA.ociManifest,
-        config: { mediaType: image.config.mediaType, digest: image.config.digest, size: image.config.size },
-        layers: image.layerBlobs.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size })),
-      });
-      const digest = `sha256:${sha256(bytes)}`;
-      generated.set(digest, bytes);
-      manifest = { mediaType: MEDIA.ociManifest, digest, size: bytes.length };
-    }
+    const { descriptor: manifest, bytes } = manifestFor(image);
+    if (bytes) generated.set(manifest.digest, bytes);
     const descriptor = {
       mediaType: manifest.mediaType || MEDIA.ociManifest,
       digest: manifest.digest,
@@ -570,6 +815,21 @@ async function* saveStream(
     jsonBytes({ schemaVersion: 2, mediaType: MEDIA.ociIndex, manifests: indexEntries }),
   );
   yield encodeEntry({ path: 'manifest.json', type: 'file' }, jsonBytes(dockerEntries));
+}
+
+/** An image's manifest: the one it came with, or an OCI manifest made from its blobs (with its bytes). */
+function manifestFor(image: StoredImage): { descriptor: BlobDescriptor; bytes?: Buffer } {
+  if (image.manifest) return { descriptor: image.manifest };
+  const bytes = jsonBytes({
+    schemaVersion: 2,
+    mediaType: MEDIA.ociManifest,
+    config: { mediaType: image.config.mediaType, digest: image.config.digest, size: image.config.size },
+    layers: image.layerBlobs.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size })),
+  });
+  return {
+    descriptor: { mediaType: MEDIA.ociManifest, digest: `sha256:${sha256(bytes)}`, size: bytes.length },
+    bytes,
+  };
 }
 
 /** Appends the end-of-archive blocks, padded to a whole tar record. */

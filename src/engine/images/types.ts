@@ -55,4 +55,10 @@ export interface StoredImage {
   layerBlobs: BlobDescriptor[];
   /** The manifest blob as received (OCI archives); absent when the image came without one. */
   manifest?: BlobDescriptor;
+  /** Unpacked bytes of each layer, when known (pulls and builds record them). */
+  layerSizes?: number[];
+  /** The image a build step made this one from. */
+  parent?: string;
+  /** Manifest-list digests it was pulled by. */
+  digests?: string[];
 }

@@ -1,0 +1,320 @@
+/**
+ * `image pull`: manifest (an index picks the platform's manifest), config, then the layers in
+ * parallel — each downloaded into the store's downloads/ (a `.partial` file resumes with a
+ * Range request), verified by digest, checked against its diff_id and unpacked — and one
+ * commit. A layer the store has is not fetched; a finished download an interrupted pull left
+ * is not fetched again. One pull per reference (and one download per blob) runs at a time on a
+ * node; later callers share it and its progress.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { rename, rm, stat, truncate } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { invalid, notFound, registryError, TsswarmError } from '../../api/errors.js';
+import {
+  type Descriptor,
+  hostPlatform,
+  isIndexType,
+  isManifestType,
+  MEDIA,
+  type Platform,
+  parseJson,
+  parseOciIndex,
+  parseOciManifest,
+} from '../images/oci.js';
+import { normalizeTag, parseReference } from '../images/reference.js';
+import type { ImageRecord, ImageStore } from '../images/store.js';
+import type { RegistryCredentials } from './auth.js';
+import { Repository, sha256Hex } from './client.js';
+import { type RegistryOptions, RegistrySession } from './transport.js';
+
+/** One progress line, Docker's shape: a layer's id (12 hex) or none for the whole image. */
+export interface ProgressEvent {
+  id?: string;
+  status: string;
+  current?: number;
+  total?: number;
+}
+
+export interface PullOptions {
+  creds?: RegistryCredentials;
+  platform?: Platform;
+  onProgress?: (e: ProgressEvent) => void;
+  signal?: AbortSignal;
+}
+
+export interface PullResult {
+  image: ImageRecord;
+  /** Digest of what the reference named (an index's digest when it named an index). */
+  digest: string;
+  /** The tag the image got ('' for a digest reference). */
+  tag: string;
+}
+
+const short = (digest: string) => digest.replace(/^sha256:/, '').slice(0, 12);
+
+/** `os/arch[/variant]`, as `--platform` takes it. */
+export function parsePlatform(s: string | undefined): Platform {
+  if (!s) return hostPlatform();
+  const parts = s.split('/');
+  if (parts.length < 2 || parts.length > 3 || parts.some((p) => !/^[a-z0-9_]+$/.test(p)))
+    throw invalid(`invalid platform "${s}": use os/arch[/variant], e.g. linux/amd64`);
+  return { os: parts[0], architecture: parts[1], ...(parts[2] ? { variant: parts[2] } : {}) };
+}
+
+/** The manifest of an index for a platform (a variant is matched only when asked for). */
+export function pickPlatform(manifests: Descriptor[], p: Platform): Descriptor | undefined {
+  const images = manifests.filter((m) => isManifestType(m.mediaType) || !m.mediaType);
+  const fits = images.filter(
+    (m) =>
+      m.platform?.os === p.os &&
+      m.platform?.architecture === p.architecture &&
+      (p.variant === undefined || m.platform?.variant === p.variant),
+  );
+  return fits[0];
+}
+
+export async function mapLimit<T, R>(
+  items: T[],
+  limit: number,
+  fn: (item: T, i: number) => Promise<R>,
+): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  let failed: unknown;
+  const worker = async () => {
+    while (next < items.length && failed === undefined) {
+      const i = next++;
+      try {
+        out[i] = await fn(items[i]!, i);
+      } catch (err) {
+        failed ??= err;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (failed !== undefined) throw failed;
+  return out;
+}
+
+async function hashFile(file: string): Promise<{ hash: ReturnType<typeof createHash>; size: number }> {
+  const hash = createHash('sha256');
+  let size = 0;
+  for await (const c of createReadStream(file) as AsyncIterable<Buffer>) {
+    hash.update(c);
+    size += c.length;
+  }
+  return { hash, size };
+}
+
+const sizeOf = (p: string) =>
+  stat(p)
+    .then((s) => s.size)
+    .catch(() => -1);
+
+export class ImagePuller {
+  private readonly pulls = new Map<
+    string,
+    {
+      done: Promise<PullResult>;
+      listeners: Set<(e: ProgressEvent) => void>;
+      last: Map<string, ProgressEvent>;
+    }
+  >();
+  private readonly downloads = new Map<string, Promise<string>>();
+
+  constructor(
+    private readonly store: ImageStore,
+    private readonly registry: RegistryOptions = {},
+    private readonly concurrency = 4,
+  ) {}
+
+  /** Pulls `ref`; a pull of the same reference already running is joined instead. */
+  pull(ref: string, o: PullOptions = {}): Promise<PullResult> {
+    const p = parseReference(ref.trim());
+    const key = `${p.domain}/${p.path}${p.digest ? `@${p.digest}` : `:${p.tag ?? 'latest'}`}|${JSON.stringify(o.platform ?? {})}`;
+    let run = this.pulls.get(key);
+    if (!run) {
+      const listeners = new Set<(e: ProgressEvent) => void>();
+      const last = new Map<string, ProgressEvent>();
+      const emit = (e: ProgressEvent) => {
+        last.set(e.id ?? '', e);
+        for (const l of listeners) l(e);
+      };
+      const done = this.run(ref.trim(), o, emit).finally(() => this.pulls.delete(key));
+      run = { done, listeners, last };
+      this.pulls.set(key, run);
+    } else for (const e of run.last.values()) o.onProgress?.(e);
+    const listener = o.onProgress;
+    if (listener) run.listeners.add(listener);
+    return run.done.finally(() => {
+      if (listener) run!.listeners.delete(listener);
+    });
+  }
+
+  private async run(ref: string, o: PullOptions, emit: (e: ProgressEvent) => void): Promise<PullResult> {
+    const p = parseReference(ref);
+    const reference = p.digest ?? p.tag ?? 'latest';
+    const session = new RegistrySession(p.domain, o.creds, this.registry);
+    try {
+      const repo = new Repository(session, p.path);
+      const display = p.digest ? reference : `${reference}`;
+      emit({ status: `Pulling from ${p.path.replace(/^library\//, '')}${p.digest ? '' : `:${display}`}` });
+      const top = await repo.manifest(reference, o.signal);
+      let m = top;
+      if (isIndexType(top.mediaType)) {
+        const index = parseOciIndex(parseJson(top.bytes, 'manifest list'), `manifest list ${repo.name}`);
+        const platform: Platform = o.platform ?? hostPlatform();
+        const pick = pickPlatform(index.manifests, platform);
+        const want = `${platform.os}/${platform.architecture}${platform.variant ? `/${platform.variant}` : ''}`;
+        if (!pick)
+          throw notFound(
+            `no matching manifest for ${want} in the manifest list of ${repo.name}:${reference}`,
+          );
+        m = await repo.manifest(pick.digest, o.signal);
+      }
+      if (!isManifestType(m.mediaType))
+        throw registryError(
+          `${repo.name}:${reference} is a ${m.mediaType || 'document of unknown type'}, not an image`,
+        );
+      const manifest = parseOciManifest(parseJson(m.bytes, 'manifest'), `manifest ${m.digest}`);
+      const configType = manifest.config.mediaType;
+      if (configType !== MEDIA.ociConfig && configType !== MEDIA.dockerConfig)
+        throw registryError(`${repo.name}:${reference} is an artifact (${configType}), not an image`);
+      const configBytes = await repo.blobBytes(
+        manifest.config.digest,
+        manifest.config.size,
+        `config ${manifest.config.digest}`,
+        o.signal,
+      );
+      const cfg = parseJson(configBytes, 'image config') as { rootfs?: { diff_ids?: string[] } };
+      const diffIds = cfg.rootfs?.diff_ids ?? [];
+      if (diffIds.length !== manifest.layers.length)
+        throw registryError(
+          `image config of ${repo.name} lists ${diffIds.length} layers, its manifest ${manifest.layers.length}`,
+        );
+
+      const layers = await mapLimit(manifest.layers, this.concurrency, async (l, i) => {
+        const id = short(l.digest);
+        if (this.store.hasLayer(diffIds[i]!, l.digest)) {
+          emit({ id, status: 'Already exists' });
+          return { descriptor: { mediaType: l.mediaType, digest: l.digest, size: l.size } };
+        }
+        emit({ id, status: 'Waiting' });
+        const file = await this.download(repo, l, emit, o.signal);
+        emit({ id, status: 'Extracting', total: l.size });
+        const staged = await this.store
+          .stageLayer(file, diffIds[i]!, `${l.digest} of ${repo.name}`)
+          .catch(async (err) => {
+            await rm(file, { force: true }); // verified bytes that are not the layer the config names
+            throw err;
+          });
+        emit({ id, status: 'Pull complete' });
+        return {
+          descriptor: { mediaType: l.mediaType || staged.mediaType, digest: l.digest, size: l.size },
+          staged: { blob: file, dir: staged.dir, size: staged.size },
+        };
+      });
+      const tag = p.digest ? '' : normalizeTag(ref);
+      const image = await this.store.commit({
+        config: { digest: manifest.config.digest, mediaType: configType, bytes: configBytes },
+        manifest: { digest: m.digest, mediaType: m.mediaType, bytes: m.bytes },
+        layers,
+        tags: tag ? [tag] : [],
+        ...(top.digest !== m.digest ? { extraDigests: [top.digest] } : {}),
+      });
+      emit({ status: `Digest: ${top.digest}` });
+      emit({ status: `Status: Downloaded image for ${ref}` });
+      return { image, digest: top.digest, tag };
+    } finally {
+      await session.close().catch(() => undefined);
+    }
+  }
+
+  /** A verified blob file in downloads/ (one download per digest at a time). */
+  private download(
+    repo: Repository,
+    d: Descriptor,
+    emit: (e: ProgressEvent) => void,
+    signal?: AbortSignal,
+  ): Promise<string> {
+    let run = this.downloads.get(d.digest);
+    if (!run) {
+      run = this.fetchBlob(repo, d, emit, signal).finally(() => this.downloads.delete(d.digest));
+      this.downloads.set(d.digest, run);
+    }
+    return run;
+  }
+
+  private async fetchBlob(
+    repo: Repository,
+    d: Descriptor,
+    emit: (e: ProgressEvent) => void,
+    signal?: AbortSignal,
+  ): Promise<string> {
+    const id = short(d.digest);
+    const hex = d.digest.replace(/^sha256:/, '');
+    const final = join(this.store.downloadsDir, hex);
+    const partial = `${final}.partial`;
+    if ((await sizeOf(final)) === d.size) {
+      const { hash } = await hashFile(final);
+      if (hash.digest('hex') === hex) {
+        emit({ id, status: 'Download complete', current: d.size, total: d.size });
+        return final;
+      }
+      await rm(final, { force: true });
+    }
+    let offset = Math.max(0, await sizeOf(partial));
+    if (offset > d.size) {
+      await rm(partial, { force: true });
+      offset = 0;
+    }
+    let hash = createHash('sha256');
+    if (offset > 0) hash = (await hashFile(partial)).hash;
+    const got = await repo.blob(d.digest, offset, signal);
+    if (offset > 0 && !got.partial) {
+      await truncate(partial, 0);
+      offset = 0;
+      hash = createHash('sha256');
+    }
+    if (offset > 0) emit({ id, status: `Resuming from ${offset} bytes`, current: offset, total: d.size });
+    let current = offset;
+    let lastEmit = 0;
+    const counter = new Transform({
+      transform(chunk: Buffer, _e, cb) {
+        hash.update(chunk);
+        current += chunk.length;
+        const now = Date.now();
+        if (now - lastEmit > 200) {
+          lastEmit = now;
+          emit({ id, status: 'Downloading', current, total: d.size });
+        }
+        cb(null, chunk);
+      },
+    });
+    try {
+      await pipeline(got.body, counter, createWriteStream(partial, { flags: offset > 0 ? 'a' : 'w' }));
+    } catch (err) {
+      if (err instanceof TsswarmError) throw err;
+      throw registryError(
+        `download of ${d.digest} from ${repo.name} was interrupted (${(err as Error).message}); pull again to resume`,
+        err,
+      );
+    }
+    const digest = `sha256:${hash.digest('hex')}`;
+    if (current !== d.size || digest !== d.digest) {
+      await rm(partial, { force: true });
+      throw new TsswarmError(
+        'bad_archive',
+        `blob ${d.digest} from ${repo.name} does not match its descriptor (got ${current} bytes with digest ${digest}, expected ${d.size} bytes): refused, nothing was kept`,
+      );
+    }
+    await rename(partial, final);
+    emit({ id, status: 'Download complete', current, total: d.size });
+    return final;
+  }
+}
+
+export { sha256Hex };
