@@ -22,6 +22,11 @@ export interface ContainerSpec {
   limits: { memoryBytes?: number; nanoCpus?: number; pids?: number };
   /** Over the image's HEALTHCHECK (test ['NONE'] disables it); a task runs once healthy. */
   healthcheck?: HealthcheckRequest;
+  /**
+   * Registry credentials for pulling `image` (an encoded X-Registry-Auth), from
+   * `--with-registry-auth`. Workers get it with their tasks; the API never shows it.
+   */
+  registryAuth?: string;
 }
 
 /**

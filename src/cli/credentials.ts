@@ -87,3 +87,13 @@ export async function credentialsFor(host: string): Promise<RegistryCredentials 
 export async function credentialsForImage(ref: string): Promise<RegistryCredentials | undefined> {
   return credentialsFor(parseReference(ref.trim()).domain);
 }
+
+/** Every stored login, as Docker's AuthConfig per host (sent with a build for its FROM images). */
+export async function allCredentials(): Promise<Record<string, { username: string; password: string }>> {
+  const out: Record<string, { username: string; password: string }> = {};
+  for (const host of Object.keys((await read()).auths ?? {})) {
+    const c = await credentialsFor(host);
+    if (c?.username) out[host] = { username: c.username, password: c.password ?? '' };
+  }
+  return out;
+}

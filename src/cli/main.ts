@@ -4,6 +4,7 @@ import { TsswarmError } from '../api/errors.js';
 import { cleanupPrefix, TEST_PREFIX } from '../engine/cleanup.js';
 import { DEFAULT_DATA_ROOT } from '../engine/engine.js';
 import { VERSION } from '../version.js';
+import { buildCommand } from './build.js';
 import { nodeCommands, serviceCommands, swarmCommands } from './cluster.js';
 import { containerCommands } from './containers.js';
 import { imageCommands } from './images.js';
@@ -40,6 +41,7 @@ function buildProgram(done: (code: number) => void): Command {
   program.addCommand(containerCommands(getClient, done));
   program.addCommand(imageCommands(getClient));
   for (const cmd of loginCommands(getClient)) program.addCommand(cmd);
+  program.addCommand(buildCommand(getClient));
   program.addCommand(swarmCommands(getClient));
   program.addCommand(nodeCommands(getClient));
   program.addCommand(serviceCommands(getClient));

@@ -7,6 +7,7 @@ import type { Instance, LookupOptions } from '../discovery/instances.js';
 import { NodeDiscovery } from '../discovery/node.js';
 import type { Engine } from '../engine/engine.js';
 import { atomicWriteJson } from '../engine/fsutil.js';
+import { decodeAuthHeader } from '../engine/registry/auth.js';
 import type { NetworkCreateRequest } from '../manager/networks.js';
 import { logTasks, managerCredentials, serviceLogsOptions, streamTaskLogs } from '../manager/serviceLogs.js';
 import type { NormalizedStack } from '../manager/stack/types.js';
@@ -210,11 +211,23 @@ export class SwarmHolder {
 }
 
 /** The cluster API: swarm, nodes, services, tasks. */
+/** A copy of an API answer with every `registryAuth` value replaced. */
+export function redactRegistryAuth(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(redactRegistryAuth);
+  if (v === null || typeof v !== 'object' || Buffer.isBuffer(v)) return v;
+  const out: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(v))
+    out[k] = k === 'registryAuth' ? '<redacted>' : redactRegistryAuth(x);
+  return out;
+}
+
 export function registerClusterRoutes(
   app: FastifyInstance,
   swarm: SwarmHolder,
   log: (m: string) => void,
 ): void {
+  // registry credentials that travel with services and tasks are for workers only
+  app.addHook('preSerialization', async (_req, _reply, payload) => redactRegistryAuth(payload));
   app.post<{ Body: InitOptions }>('/swarm/init', async (req, reply) => {
     if (swarm.node || swarm.worker) throw precondition('this node is already part of a swarm');
     const body = req.body ?? {};
@@ -344,10 +357,17 @@ export function registerClusterRoutes(
     await swarm.manager().removeService(req.params.ref);
     reply.code(204);
   });
-  app.post<{ Body: { stack?: NormalizedStack; prune?: boolean } }>('/stacks/deploy', async (req) => {
-    if (!req.body?.stack) throw invalid('deploy needs a stack');
-    return swarm.manager().deployStack(req.body.stack, !!req.body.prune);
-  });
+  app.post<{ Body: { stack?: NormalizedStack; prune?: boolean; registryAuth?: Record<string, string> } }>(
+    '/stacks/deploy',
+    async (req) => {
+      if (!req.body?.stack) throw invalid('deploy needs a stack');
+      const auth = req.body.registryAuth ?? {};
+      for (const [host, v] of Object.entries(auth))
+        if (typeof v !== 'string' || !decodeAuthHeader(v))
+          throw invalid(`malformed registry credentials for ${host}`);
+      return swarm.manager().deployStack(req.body.stack, !!req.body.prune, auth);
+    },
+  );
   app.get('/stacks', async () => swarm.manager().stacks());
   app.delete<{ Params: { name: string } }>('/stacks/:name', async (req) => ({
     removed: await swarm.manager().removeStack(req.params.name),

@@ -2,10 +2,15 @@
  * Registry routes: pull, push, login (`POST /auth` checks credentials), each with the client's
  * credentials in `X-Registry-Auth` (never logged, never stored by the daemon).
  */
+import { spawn } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { invalid } from '../api/errors.js';
 import type { Engine } from '../engine/engine.js';
-import { decodeAuthHeader } from '../engine/registry/auth.js';
+import { parseReference } from '../engine/images/reference.js';
+import { decodeAuthHeader, decodeRegistryConfig } from '../engine/registry/auth.js';
 import { parsePlatform } from '../engine/registry/pull.js';
 import { pushImage } from '../engine/registry/push.js';
 import { checkLogin } from '../engine/registry/transport.js';
@@ -38,6 +43,58 @@ export function registerRegistryRoutes(app: FastifyInstance, engine: Engine): vo
     );
   });
 
+  app.post<{
+    Querystring: {
+      dockerfile?: string;
+      t?: string | string[];
+      buildargs?: string;
+      nocache?: string;
+      target?: string;
+    };
+  }>('/build', async (req, reply) => {
+    const q = req.query;
+    const tags = (Array.isArray(q.t) ? q.t : q.t ? [q.t] : []).map((t) => {
+      parseReference(t); // a bad name is refused before the context is read
+      return t;
+    });
+    let buildArgs: Record<string, string> = {};
+    if (q.buildargs) {
+      try {
+        buildArgs = JSON.parse(q.buildargs) as Record<string, string>;
+      } catch {
+        throw invalid('buildargs must be a JSON object');
+      }
+      if (
+        typeof buildArgs !== 'object' ||
+        buildArgs === null ||
+        Object.values(buildArgs).some((v) => typeof v !== 'string')
+      )
+        throw invalid('buildargs must map names to strings');
+    }
+    const registryAuth = decodeRegistryConfig(req.headers['x-registry-config'] as string | undefined);
+    const root = join(engine.opts.dataRoot, 'build');
+    await fs.mkdir(root, { recursive: true });
+    const ctx = await fs.mkdtemp(join(root, 'ctx-'));
+    try {
+      await unpackContext(req.body as Readable, ctx);
+      await ndjson(reply, async (emit) => {
+        const r = await engine.builder.build({
+          context: ctx,
+          dockerfile: q.dockerfile || 'Dockerfile',
+          tags,
+          buildArgs,
+          noCache: q.nocache === '1' || q.nocache === 'true',
+          ...(q.target ? { target: q.target } : {}),
+          registryAuth,
+          out: (text) => emit({ stream: text }),
+        });
+        return r;
+      });
+    } finally {
+      await fs.rm(ctx, { recursive: true, force: true });
+    }
+  });
+
   app.post<{ Body: { serveraddress?: string; username?: string; password?: string } }>(
     '/auth',
     async (req) => {
@@ -48,4 +105,25 @@ export function registerRegistryRoutes(app: FastifyInstance, engine: Engine): vo
       return { Status: 'Login Succeeded' };
     },
   );
+}
+
+/** Unpacks the build context a client sent (a tar stream) with GNU tar: no owners kept, nothing outside `dir`. */
+function unpackContext(body: Readable, dir: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('tar', ['-x', '--no-same-owner', '-f', '-', '-C', dir], {
+      stdio: ['pipe', 'ignore', 'pipe'],
+    });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+    });
+    child.on('error', reject);
+    child.on('close', (code) =>
+      code === 0
+        ? resolve()
+        : reject(invalid(`the build context is not a valid tar stream: ${err.trim().split('\n')[0]}`)),
+    );
+    body.on('error', reject);
+    body.pipe(child.stdin);
+  });
 }

@@ -2,6 +2,7 @@ import { existsSync, promises as fs } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TsswarmError } from '../api/errors.js';
+import { BUILD_LABEL, Builder } from './build/builder.js';
 import { detectCgroupDriver } from './cgroups/detect.js';
 import type { CgroupDriver } from './cgroups/types.js';
 import { ContainerManager } from './containers/manager.js';
@@ -40,6 +41,7 @@ export function defaultShimPath(): string {
 export class Engine {
   readonly images: ImageStore;
   readonly puller: ImagePuller;
+  readonly builder: Builder;
   readonly registry: RegistryOptions;
   readonly containers: ContainerManager;
   readonly cgroups: CgroupDriver;
@@ -59,6 +61,7 @@ export class Engine {
       cgroupParent: opts.cgroupParent,
       log: opts.log,
     });
+    this.builder = new Builder(this.images, this.containers, this.puller, join(opts.dataRoot, 'build'));
   }
 
   async init(): Promise<void> {
@@ -71,6 +74,15 @@ export class Engine {
     await fs.mkdir(this.opts.dataRoot, { recursive: true, mode: 0o711 });
     await this.images.init();
     await this.containers.init();
+    // what an interrupted build left: its containers and work directories (the cache stays)
+    for (const c of this.containers.list(true))
+      if (c.config.labels[BUILD_LABEL])
+        await this.containers.remove(c.id, { force: true }).catch(() => undefined);
+    const buildRoot = join(this.opts.dataRoot, 'build');
+    await fs.mkdir(buildRoot, { recursive: true });
+    for (const e of await fs.readdir(buildRoot))
+      if (e.startsWith('build-') || e.startsWith('ctx-'))
+        await fs.rm(join(buildRoot, e), { recursive: true, force: true }).catch(() => undefined);
   }
 
   close(): void {

@@ -66,7 +66,9 @@ export async function recordStatus(store: Store, updates: StatusUpdate[], fromNo
     store.retry(async () => {
       const cur = await store.find<TaskRecord>('tasks', u.taskId);
       if (!cur || (fromNode !== undefined && cur.value.nodeId !== fromNode)) return;
-      if (!canTransition(cur.value.status.state, u.status.state)) return;
+      // a worker's progress (an image pull) is reported again within `preparing`
+      const progress = u.status.state === 'preparing' && cur.value.status.state === 'preparing';
+      if (!progress && !canTransition(cur.value.status.state, u.status.state)) return;
       const next: TaskRecord = { ...cur.value, status: u.status };
       if (u.containerId) next.containerId = u.containerId;
       await store.update('tasks', u.taskId, next, cur.version);

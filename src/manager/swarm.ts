@@ -11,6 +11,7 @@ import { type Instance, instancesOf, type LookupOptions } from '../discovery/ins
 import { type ConsulSettings, consulSettings, type TaskSource } from '../discovery/node.js';
 import type { Engine } from '../engine/engine.js';
 import { atomicWriteJson } from '../engine/fsutil.js';
+import { registryOf } from '../engine/images/reference.js';
 import { type AddressPool, checkPools, DEFAULT_SWARM_POOLS } from '../network/ipam.js';
 import { nodeNetworkFor } from '../network/node.js';
 import { VERSION } from '../version.js';
@@ -854,9 +855,18 @@ export class SwarmNode {
    * ones (a rolling update), leaves identical ones alone, and with `prune` removes the
    * stack's services no longer in the file.
    */
-  async deployStack(stack: NormalizedStack, prune = false) {
+  /**
+   * `registryAuth` (registry host → encoded credentials, from --with-registry-auth) goes with each
+   * service whose image is on that registry; without it a service keeps the credentials it had.
+   */
+  async deployStack(stack: NormalizedStack, prune = false, registryAuth: Record<string, string> = {}) {
     const specs = servicesFromStack(stack);
     const existing = (await this.services()).filter((s) => s.spec.labels[STACK_LABEL] === stack.name);
+    for (const spec of specs) {
+      const auth = registryAuth[registryOf(spec.container.image)];
+      const kept = existing.find((s) => s.spec.name === spec.name)?.spec.container.registryAuth;
+      if (auth ?? kept) spec.container.registryAuth = auth ?? kept;
+    }
     const result = {
       stack: stack.name,
       networks: [] as string[],

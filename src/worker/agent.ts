@@ -1,6 +1,9 @@
 import type { TaskRecord } from '../api/cluster.js';
+import { TsswarmError } from '../api/errors.js';
 import type { ContainerRecord } from '../engine/containers/types.js';
 import type { Engine } from '../engine/engine.js';
+import { decodeAuthHeader } from '../engine/registry/auth.js';
+import type { ProgressEvent } from '../engine/registry/pull.js';
 import { isTerminal } from '../manager/orchestrator/states.js';
 import type { TaskStatus } from '../manager/orchestrator/types.js';
 import type { NodeNetwork } from '../network/node.js';
@@ -264,6 +267,7 @@ export class Agent {
     try {
       await this.report(task, 'accepted');
       await this.report(task, 'preparing');
+      await this.ensureImage(task);
       const net = await this.network?.prepare(task);
       const limits = spec.limits;
       const { record } = await this.engine.containers.create({
@@ -310,6 +314,44 @@ export class Agent {
     }
   }
 
+  /**
+   * Pulls the task's image when this node lacks it (one pull per image at a time: tasks that
+   * need the same image share it), reporting progress in the task's `preparing` status.
+   */
+  private async ensureImage(task: TaskRecord): Promise<void> {
+    const ref = task.container.image;
+    try {
+      this.engine.images.resolve(ref);
+      return;
+    } catch (err) {
+      if (!(err instanceof TsswarmError) || err.code !== 'not_found') throw err;
+    }
+    const layers = new Map<string, { done: boolean; current: number; total: number }>();
+    let last = 0;
+    const progress = (e: ProgressEvent) => {
+      if (!e.id) return;
+      const l = layers.get(e.id) ?? { done: false, current: 0, total: 0 };
+      if (e.status === 'Pull complete' || e.status === 'Already exists') l.done = true;
+      if (e.current !== undefined) l.current = e.current;
+      if (e.total !== undefined) l.total = e.total;
+      layers.set(e.id, l);
+      const now = Date.now();
+      if (now - last < 1000) return;
+      last = now;
+      void this.report(task, 'preparing', { message: pullMessage(ref, layers) }).catch(() => undefined);
+    };
+    const creds = task.container.registryAuth ? decodeAuthHeader(task.container.registryAuth) : undefined;
+    await this.report(task, 'preparing', { message: `pulling ${ref}` });
+    try {
+      await this.engine.puller.pull(ref, { ...(creds ? { creds } : {}), onProgress: progress });
+    } catch (err) {
+      throw new TsswarmError(
+        err instanceof TsswarmError ? err.code : 'internal',
+        `pulling image ${ref}: ${(err as Error).message}`,
+      );
+    }
+  }
+
   /** An unhealthy container fails its task (the restart policy replaces it) and is stopped. */
   private async failUnhealthy(task: TaskRecord, c: ContainerRecord): Promise<void> {
     const last = c.state.health?.log.at(-1);
@@ -339,4 +381,17 @@ export class Agent {
         message: 'failed',
       });
   }
+}
+
+/** `pulling IMAGE: 2/5 layers, 3.1 of 10.0 MB`. */
+function pullMessage(
+  ref: string,
+  layers: Map<string, { done: boolean; current: number; total: number }>,
+): string {
+  const all = [...layers.values()];
+  const done = all.filter((l) => l.done).length;
+  const cur = all.reduce((a, l) => a + (l.done ? l.total : l.current), 0);
+  const total = all.reduce((a, l) => a + l.total, 0);
+  const mb = (n: number) => (n / 1e6).toFixed(1);
+  return `pulling ${ref}: ${done}/${all.length} layers${total ? `, ${mb(cur)} of ${mb(total)} MB` : ''}`;
 }

@@ -136,3 +136,12 @@ export function digestHex(digest: string): string {
 export function shortId(id: string): string {
   return id.replace(/^sha256:/, '').slice(0, 12);
 }
+
+/** The registry host an image reference names ('docker.io' when none); '' when it is not a name. */
+export function registryOf(ref: string): string {
+  try {
+    return parseReference(ref.trim()).domain;
+  } catch {
+    return '';
+  }
+}

@@ -356,6 +356,23 @@ export class ImageStore {
     }
   }
 
+  /**
+   * Records that image `id` was built from the images `uses` (a build's other stages): prune
+   * keeps them while it exists, as it keeps an image's parent.
+   */
+  keepWith(id: string, uses: string[]): Promise<void> {
+    return this.exclusive(async () => {
+      const img = this.images.get(id);
+      if (!img) return;
+      const next = new Map(this.images);
+      const copy = structuredClone(img);
+      copy.uses = [...new Set([...(copy.uses ?? []), ...uses.filter((u) => u !== id)])];
+      next.set(id, copy);
+      await this.writeIndex(next);
+      this.setState(next);
+    });
+  }
+
   /** Whether the store has this layer unpacked and its blob (so a pull can skip it). */
   hasLayer(diffId: string, blobDigest: string): boolean {
     return (

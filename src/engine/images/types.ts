@@ -59,6 +59,8 @@ export interface StoredImage {
   layerSizes?: number[];
   /** The image a build step made this one from. */
   parent?: string;
+  /** Images a build made it from besides its parent (its other stages). */
+  uses?: string[];
   /** Manifest-list digests it was pulled by. */
   digests?: string[];
 }

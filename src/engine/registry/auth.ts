@@ -113,3 +113,21 @@ export function encodeAuthHeader(c: RegistryCredentials): string {
     }),
   ).toString('base64url');
 }
+
+/** `X-Registry-Config`: base64url JSON of registry host → AuthConfig, for the FROM images of a build. */
+export function decodeRegistryConfig(value: string | undefined): Record<string, RegistryCredentials> {
+  if (!value) return {};
+  let v: unknown;
+  try {
+    v = JSON.parse(Buffer.from(value, 'base64url').toString('utf8'));
+  } catch {
+    throw invalid('the X-Registry-Config header is not base64 JSON');
+  }
+  const out: Record<string, RegistryCredentials> = {};
+  if (typeof v !== 'object' || v === null) return out;
+  for (const [host, c] of Object.entries(v)) {
+    const creds = decodeAuthHeader(Buffer.from(JSON.stringify(c)).toString('base64url'));
+    if (creds) out[host] = creds;
+  }
+  return out;
+}

@@ -472,8 +472,8 @@ t.test('unsupported keys are warnings with their lines, never dropped silently',
       '      resources:', // 11
       '        reservations:', // 12
       '          devices: [{capabilities: [gpu]}]', // 13
-      '  built:', // 14
-      '    build: ./app', // 15
+      '  built: {image: reg.example/built:1, build: {context: ./app, network: host, args: {A: b}}}', // 14
+      '  # built is built by deploy', // 15
       'volumes:', // 16
       '  data:', // 17
       'secrets:', // 18
@@ -490,12 +490,14 @@ t.test('unsupported keys are warnings with their lines, never dropped silently',
     'FILE:7: services.web.logging: not supported by tsswarm yet; ignored',
     'FILE:9: services.web.ports[0]: the host IP 127.0.0.1 is not supported (ports are published on all addresses); ignored',
     'FILE:13: services.web.deploy.resources.reservations.devices: not supported by tsswarm yet; ignored',
-    'FILE:15: services.built.build: build is not supported yet; ignored: the image "s_built" must already exist on the nodes',
+    'FILE:14: services.built.build.network: not supported by tsswarm build; ignored',
     'FILE:16: volumes: not supported by tsswarm yet; ignored',
     'FILE:18: secrets: not supported by tsswarm yet; ignored',
     'FILE:21: networks.spare: network "spare" is not used by any service; not created',
   ]);
-  t.equal(r.stack.services.built!.image, 's_built');
+  t.equal(r.stack.services.built!.image, 'reg.example/built:1');
+  t.match(r.stack.services.built!.build, { dockerfile: 'Dockerfile', args: { A: 'b' } });
+  t.match(r.stack.services.built!.build!.context, /\/app$/, 'context resolved beside the stack file');
 });
 
 t.test('interpolation: environment, .env beside the file, precedence, $$, :? with its line', async (t) => {

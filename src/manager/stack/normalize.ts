@@ -9,6 +9,7 @@ import { splitShellWords } from './shellwords.js';
 import { at, dotted, type LMap, locate, type Path, toJS } from './source.js';
 import { didYouMean } from './suggest.js';
 import type {
+  BuildSpec,
   DependencySpec,
   DeploySpec,
   HealthcheckSpec,
@@ -176,23 +177,19 @@ class Normalizer {
     const extensions: Record<string, unknown> = {};
     for (const k of Object.keys(s)) {
       if (k.startsWith('x-')) extensions[k] = s[k];
-      else if (k === 'build') {
-        const fallback = has(s, 'image')
-          ? 'the image is used'
-          : `the image "${scoped}" must already exist on the nodes`;
-        this.warn([...path, k], `build is not supported yet; ignored: ${fallback}`);
-      } else if (!SERVICE_KEYS.has(k)) this.unsupported([...path, k]);
+      else if (!SERVICE_KEYS.has(k) && k !== 'build') this.unsupported([...path, k]);
     }
 
-    let image = typeof s.image === 'string' ? s.image.trim() : '';
+    const image = typeof s.image === 'string' ? s.image.trim() : '';
     if (!image) {
-      if (has(s, 'build')) image = scoped;
-      else
-        this.error(
-          has(s, 'image') ? [...path, 'image'] : path,
-          'image is required (the image the service runs)',
-        );
+      this.error(
+        has(s, 'image') ? [...path, 'image'] : path,
+        has(s, 'build')
+          ? 'a service with build needs image: the name (with its registry) the build is pushed to, for the nodes to pull'
+          : 'image is required (the image the service runs)',
+      );
     }
+    const build = has(s, 'build') ? this.build(s.build, [...path, 'build']) : undefined;
 
     const tsswarm = obj(extensions['x-tsswarm']);
     // a schedule makes a job: replicated-job unless deploy.mode says global-job
@@ -205,6 +202,7 @@ class Normalizer {
     const spec: ServiceSpec = {
       name: scoped,
       image,
+      ...(build ? { build } : {}),
       command: this.argv(s, 'command', path),
       entrypoint: this.argv(s, 'entrypoint', path),
       env: this.environment(s, path),
@@ -274,6 +272,30 @@ class Normalizer {
   }
 
   /** `command`/`entrypoint`: a list as written, a string split shell-like (never run through sh). */
+  /** `build: CONTEXT` or `{context, dockerfile, args, target}`; the context relative to the stack file. */
+  private build(v: unknown, path: Path): BuildSpec | undefined {
+    const b = typeof v === 'string' ? { context: v } : obj(v);
+    if (typeof v !== 'string' && (v === null || typeof v !== 'object' || Array.isArray(v))) {
+      this.error(path, `must be a context path or a mapping (got ${describe(v)})`);
+      return undefined;
+    }
+    for (const k of Object.keys(b)) {
+      if (!['context', 'dockerfile', 'args', 'target'].includes(k))
+        this.warn([...path, k], 'not supported by tsswarm build; ignored');
+    }
+    const context = typeof b.context === 'string' && b.context.trim() ? b.context.trim() : '.';
+    if (b.dockerfile !== undefined && typeof b.dockerfile !== 'string')
+      this.error([...path, 'dockerfile'], `must be a path (got ${describe(b.dockerfile)})`);
+    if (b.target !== undefined && typeof b.target !== 'string')
+      this.error([...path, 'target'], `must be a stage name (got ${describe(b.target)})`);
+    return {
+      context: resolve(this.input.projectDir, context),
+      dockerfile: typeof b.dockerfile === 'string' ? b.dockerfile : 'Dockerfile',
+      args: this.dict(b.args, [...path, 'args']),
+      ...(typeof b.target === 'string' ? { target: b.target } : {}),
+    };
+  }
+
   private argv(s: Obj, key: string, path: Path): string[] | undefined {
     const v = s[key];
     if (v === undefined || v === null) return undefined;

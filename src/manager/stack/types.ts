@@ -23,6 +23,8 @@ export interface ServiceSpec {
   /** Scoped name `<stack>_<service>`. */
   name: string;
   image: string;
+  /** `build:`: `tsswarm deploy` builds the image and pushes it to `image` before deploying. */
+  build?: BuildSpec;
   /** argv replacing the image's CMD; undefined keeps the image's. A string in the file is split shell-like. */
   command?: string[];
   /** argv replacing the image's ENTRYPOINT; [] clears it; undefined keeps the image's. */
@@ -54,6 +56,15 @@ export interface ServiceSpec {
   schedule?: JobSchedule;
   /** The service's `x-*` keys (e.g. `x-tsswarm`), passed through as written (interpolated). */
   extensions: Record<string, unknown>;
+}
+
+export interface BuildSpec {
+  /** Absolute path of the build context. */
+  context: string;
+  /** Relative to the context. */
+  dockerfile: string;
+  args: Record<string, string>;
+  target?: string;
 }
 
 export interface HealthcheckSpec {
