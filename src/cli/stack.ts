@@ -1,11 +1,19 @@
+import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import type { Client } from '../api/client.js';
 import type { ServiceRecord, TaskRecord } from '../api/cluster.js';
 import { invalid, TsswarmError } from '../api/errors.js';
+import { registryOf } from '../engine/images/reference.js';
+import { encodeAuthHeader } from '../engine/registry/auth.js';
 import { isJob } from '../manager/serviceSpec.js';
 import { loadStack } from '../manager/stack/load.js';
 import { renderStack, type StackFormat } from '../manager/stack/render.js';
+import type { NormalizedStack } from '../manager/stack/types.js';
+import { sendBuild } from './build.js';
 import { replicaCounts, replicasText } from './cluster.js';
+import { credentialsFor } from './credentials.js';
+import { authHeaders } from './images.js';
+import { followProgress } from './progress.js';
 import { table } from './render.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -192,6 +200,33 @@ export function stackCommands(getClient: () => Client): Command {
 }
 
 /** `tsswarm deploy` (also `tsswarm stack deploy`). */
+/**
+ * `build:` services: each is built on the daemon, pushed to its `image`, and deployed pinned to
+ * the pushed digest (`name:tag@sha256:…`), so every node runs exactly what was built.
+ */
+async function buildServices(client: Client, stack: NormalizedStack, quiet: boolean): Promise<void> {
+  for (const [key, svc] of Object.entries(stack.services)) {
+    if (!svc.build) continue;
+    if (!quiet) process.stdout.write(`Building ${key} (${svc.image})\n`);
+    await sendBuild(client, {
+      context: svc.build.context,
+      dockerfile: join(svc.build.context, svc.build.dockerfile),
+      tags: [svc.image],
+      buildArgs: svc.build.args,
+      ...(svc.build.target ? { target: svc.build.target } : {}),
+      quiet,
+    });
+    if (!quiet) process.stdout.write(`Pushing ${svc.image}\n`);
+    const res = await client.stream('POST', '/images/push', {
+      query: { ref: svc.image },
+      headers: await authHeaders(svc.image),
+    });
+    const pushed = await followProgress<{ digest: string }>(res, process.stdout, quiet);
+    svc.image = `${svc.image.replace(/@sha256:[a-f0-9]{64}$/, '')}@${pushed.digest}`;
+    delete svc.build;
+  }
+}
+
 export function deployCommand(getClient: () => Client, name = 'deploy'): Command {
   return new Command(name)
     .description('Deploy a stack file: create, update and (with --prune) remove services to match it')
@@ -202,11 +237,24 @@ export function deployCommand(getClient: () => Client, name = 'deploy'): Command
     .option('-d, --detach', 'return at once instead of waiting for the services to converge')
     .option('--timeout <seconds>', 'how long to wait for convergence', '120')
     .option('-q, --quiet', 'no progress lines')
+    .option(
+      '--with-registry-auth',
+      'send your registry logins with the services, for the nodes to pull their images',
+    )
+    .option('--no-build', 'do not build services with build: (their images must be in the registry already)')
     .action(
       async (
         file: string | undefined,
         nameArg: string | undefined,
-        o: { composeFile?: string[]; prune?: boolean; detach?: boolean; timeout: string; quiet?: boolean },
+        o: {
+          composeFile?: string[];
+          prune?: boolean;
+          detach?: boolean;
+          timeout: string;
+          quiet?: boolean;
+          withRegistryAuth?: boolean;
+          build: boolean;
+        },
       ) => {
         const files = o.composeFile?.length ? o.composeFile : file ? [file] : [];
         let stackName = nameArg;
@@ -218,8 +266,17 @@ export function deployCommand(getClient: () => Client, name = 'deploy'): Command
         const { stack, warnings } = await loadStack(files, { name: stackName });
         for (const w of warnings) process.stderr.write(`WARNING: ${w}\n`);
         const client = getClient();
+        if (o.build) await buildServices(client, stack, !!o.quiet);
+        const registryAuth: Record<string, string> = {};
+        if (o.withRegistryAuth) {
+          for (const svc of Object.values(stack.services)) {
+            const host = registryOf(svc.image);
+            const creds = host ? await credentialsFor(host) : undefined;
+            if (creds) registryAuth[host] = encodeAuthHeader(creds);
+          }
+        }
         const r = await client.request<DeployResult>('POST', '/stacks/deploy', {
-          body: { stack, prune: !!o.prune },
+          body: { stack, prune: !!o.prune, ...(o.withRegistryAuth ? { registryAuth } : {}) },
         });
         for (const n of r.networks) process.stdout.write(`Creating network ${n}\n`);
         for (const s of r.created) process.stdout.write(`Creating service ${s}\n`);
