@@ -6,12 +6,13 @@ import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { access, constants, open } from 'node:fs/promises';
-import { Writable } from 'node:stream';
+import { Duplex, Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { Parser, type ReadEntry } from 'tar';
 import { precondition, TsswarmError } from '../../api/errors.js';
 import { archiveError } from './archive-reader.js';
+import { TarScanner } from './tarscan.js';
 
 export type Compression = 'none' | 'gzip' | 'zstd';
 
@@ -233,7 +234,11 @@ export async function extractLayer(
       err,
     );
   }
-  if (!opts.hasWhiteouts) return;
+  if (opts.hasWhiteouts) await convertWhiteouts(dir, opts);
+}
+
+/** Turns a layer's AUFS whiteouts into overlayfs form with `<shimPath> whiteouts DIR`. */
+async function convertWhiteouts(dir: string, opts: { label: string; shimPath: string }): Promise<void> {
   try {
     await access(opts.shimPath, constants.X_OK);
   } catch {
@@ -251,4 +256,165 @@ export async function extractLayer(
       { cause: err },
     );
   }
+}
+
+/**
+ * Unpacks a layer from a stream in one pass: the compression is detected from its first bytes,
+ * the decompressed tar stream is hashed (its diff_id), its headers are checked (TarScanner) and
+ * it is fed to GNU tar unpacking into `dir` (which must exist and be empty); whiteouts are then
+ * converted. On any error `dir`'s content is the caller's to remove.
+ */
+export async function unpackLayerStream(
+  input: AsyncIterable<Buffer>,
+  dir: string,
+  opts: { label: string; shimPath: string; tar?: string },
+): Promise<LayerInfo> {
+  const it = input[Symbol.asyncIterator]();
+  const head: Buffer[] = [];
+  let headLen = 0;
+  let ended = false;
+  while (headLen < 6) {
+    const n = await it.next();
+    if (n.done) {
+      ended = true;
+      break;
+    }
+    head.push(n.value);
+    headLen += n.value.length;
+  }
+  const first = Buffer.concat(head);
+  let compression: Compression = 'none';
+  if (first.length >= 2 && first[0] === 0x1f && first[1] === 0x8b) compression = 'gzip';
+  else if (first.length >= 4 && first.readUInt32BE(0) === 0x28b52ffd) compression = 'zstd';
+  else if (first.length >= 3 && first.toString('latin1', 0, 3) === 'BZh')
+    throw archiveError(
+      `layer ${opts.label} is bzip2-compressed; only plain, gzip and zstd layers are supported`,
+    );
+  else if (
+    first.length >= 6 &&
+    first.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]))
+  )
+    throw archiveError(
+      `layer ${opts.label} is xz-compressed; only plain, gzip and zstd layers are supported`,
+    );
+  async function* source(): AsyncGenerator<Buffer> {
+    if (first.length) yield first;
+    if (ended) return;
+    for (;;) {
+      const n = await it.next();
+      if (n.done) return;
+      yield n.value;
+    }
+  }
+  const tarChild = spawn(
+    opts.tar ?? 'tar',
+    ['-x', '--numeric-owner', '-p', '--xattrs', '--xattrs-include=*', '-f', '-', '-C', dir],
+    { stdio: ['pipe', 'ignore', 'pipe'] },
+  );
+  let tarErr = '';
+  tarChild.stderr.on('data', (d: Buffer) => {
+    tarErr += d.toString();
+  });
+  const tarDone = new Promise<number>((resolve, reject) => {
+    tarChild.on('error', reject);
+    tarChild.on('close', (code) => resolve(code ?? 1));
+  });
+  let problem: Error | undefined;
+  const scanner = new TarScanner((why) => {
+    problem ??= archiveError(`layer ${opts.label} ${why}`);
+  });
+  const hash = createHash('sha256');
+  let size = 0;
+  const tap = new Transform({
+    transform(chunk: Buffer, _e, cb) {
+      hash.update(chunk);
+      size += chunk.length;
+      scanner.push(chunk);
+      if (problem) cb(problem);
+      else cb(null, chunk);
+    },
+  });
+  let zstdDone: Promise<void> = Promise.resolve();
+  const stages: NodeJS.ReadWriteStream[] = [];
+  if (compression === 'gzip') stages.push(createGunzip({ chunkSize: 1 << 18 }));
+  else if (compression === 'zstd') {
+    const z = spawn('zstd', ['-d', '-c', '-q'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let zerr = '';
+    z.stderr.on('data', (d: Buffer) => {
+      zerr += d.toString();
+    });
+    zstdDone = new Promise((resolve, reject) => {
+      z.on('error', (err: NodeJS.ErrnoException) =>
+        reject(
+          err.code === 'ENOENT'
+            ? archiveError('zstd-compressed layer but the zstd program is not installed', err)
+            : err,
+        ),
+      );
+      z.on('close', (code) =>
+        code === 0
+          ? resolve()
+          : reject(
+              archiveError(
+                `layer ${opts.label} cannot be decompressed (zstd: ${firstLine(zerr) || `exit status ${code}`})`,
+              ),
+            ),
+      );
+    });
+    stages.push(Duplex.from({ writable: z.stdin, readable: z.stdout }));
+  }
+  try {
+    // GNU tar may stop reading at the end-of-archive blocks: the rest is still hashed
+    let tarGone = false;
+    tarChild.stdin.on('error', () => {
+      tarGone = true;
+    });
+    const sink = new Writable({
+      write(chunk: Buffer, _e, cb) {
+        if (tarGone || tarChild.stdin.destroyed) return cb();
+        if (tarChild.stdin.write(chunk)) return cb();
+        const go = () => {
+          tarChild.stdin.off('close', go);
+          tarChild.stdin.off('drain', go);
+          cb();
+        };
+        tarChild.stdin.once('drain', go);
+        tarChild.stdin.once('close', go);
+      },
+      final(cb) {
+        if (tarGone || tarChild.stdin.destroyed) return cb();
+        tarChild.stdin.end(() => cb());
+      },
+    });
+    const streams = [Readable.from(source()), ...stages, tap, sink] as unknown as Parameters<typeof pipeline>;
+    await Promise.all([pipeline(...streams), zstdDone]);
+  } catch (err) {
+    tarChild.kill('SIGKILL');
+    await tarDone.catch(() => undefined);
+    if (problem) throw problem;
+    if (err instanceof TsswarmError) throw err;
+    const msg = (err as Error).message;
+    throw archiveError(
+      /unexpected end of file/i.test(msg)
+        ? `layer ${opts.label} is truncated (${compression} stream ends early)`
+        : `layer ${opts.label} cannot be read (${msg})`,
+      err,
+    );
+  }
+  const code = await tarDone;
+  if (problem) throw problem;
+  const scan = scanner.finish();
+  if (code !== 0)
+    throw archiveError(
+      `layer ${opts.label} could not be unpacked: ${firstLine(tarErr) || `tar exit ${code}`}`,
+    );
+  if (scan.entries === 0 && size > 0 && !isZeroTail(size))
+    throw archiveError(`layer ${opts.label} is not a tar stream`);
+  if (scan.hasWhiteouts) await convertWhiteouts(dir, opts);
+  return { diffId: `sha256:${hash.digest('hex')}`, size, compression, hasWhiteouts: scan.hasWhiteouts };
+}
+
+/** An empty archive (end-of-archive blocks only) is a valid, empty layer. */
+function isZeroTail(size: number): boolean {
+  return size % 512 === 0;
 }

@@ -12,7 +12,7 @@
  * Every mutation runs through one in-process queue, so loads, tags and removals never interleave.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { createReadStream, existsSync, readFileSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import {
   chmod,
@@ -32,13 +32,21 @@ import { pipeline } from 'node:stream/promises';
 import { badArchive, conflict, invalid, notFound, TsswarmError } from '../../api/errors.js';
 import { type ArchiveImage, readArchiveImages, verifyLayers } from './archive.js';
 import { stageArchive } from './archive-reader.js';
-import { extractLayer, inspectLayer, LAYER_MEDIA_TYPES } from './layer.js';
+import { extractLayer, LAYER_MEDIA_TYPES, unpackLayerStream } from './layer.js';
 import { ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME, MEDIA, parseImageConfig } from './oci.js';
 import { isHexIdPrefix, normalizeTag, parseReference, qualifiedTag, shortId, tagOf } from './reference.js';
 import { encodeEntry, encodeHeader, endOfArchive, padding } from './tar-writer.js';
 import type { BlobDescriptor, ImageRecord, StoredImage } from './types.js';
 
 export type { ImageConfig, ImageRecord } from './types.js';
+
+/** A layer unpacked into tmp/, waiting for `ImageStore.commit`. */
+export interface StagedLayer {
+  dir: string;
+  mediaType: string;
+  /** Bytes of the uncompressed tar stream. */
+  size: number;
+}
 
 /** A fetched or built image for `ImageStore.commit`. */
 export interface CommitInput {
@@ -411,29 +419,24 @@ export class ImageStore {
    * directory under tmp/ (outside the store's lock, so several layers unpack at once). The
    * directory is handed to `commit`.
    */
-  async stageLayer(
-    blob: string,
-    diffId: string,
-    label: string,
-  ): Promise<{ dir: string; mediaType: string; size: number }> {
+  stageLayer(blob: string, diffId: string, label: string): Promise<StagedLayer> {
+    return this.stageLayerFrom(createReadStream(blob), diffId, label);
+  }
+
+  /** stageLayer from a stream of the blob's bytes (a download unpacked as it arrives). */
+  async stageLayerFrom(input: AsyncIterable<Buffer>, diffId: string, label: string): Promise<StagedLayer> {
     this.assertReady();
-    const info = await inspectLayer(blob, label);
-    if (info.diffId !== diffId)
-      throw badArchive(`layer ${label} has diff_id ${info.diffId}, its image config says ${diffId}`);
     const dir = await mkdtemp(path.join(this.tmpDir, 'layer-'));
     try {
       await chmod(dir, 0o755);
-      await extractLayer(blob, dir, {
-        label,
-        shimPath: this.shimPath,
-        hasWhiteouts: info.hasWhiteouts,
-        tar: this.tarBin,
-      });
+      const info = await unpackLayerStream(input, dir, { label, shimPath: this.shimPath, tar: this.tarBin });
+      if (info.diffId !== diffId)
+        throw badArchive(`layer ${label} has diff_id ${info.diffId}, its image config says ${diffId}`);
+      return { dir, mediaType: LAYER_MEDIA_TYPES[info.compression], size: info.size };
     } catch (err) {
       await rm(dir, { recursive: true, force: true });
       throw err;
     }
-    return { dir, mediaType: LAYER_MEDIA_TYPES[info.compression], size: info.size };
   }
 
   /**

@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { rename, rm, stat, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Transform } from 'node:stream';
+import { PassThrough, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { invalid, notFound, registryError, TsswarmError } from '../../api/errors.js';
 import {
@@ -25,7 +25,7 @@ import {
   parseOciManifest,
 } from '../images/oci.js';
 import { normalizeTag, parseReference } from '../images/reference.js';
-import type { ImageRecord, ImageStore } from '../images/store.js';
+import type { ImageRecord, ImageStore, StagedLayer } from '../images/store.js';
 import type { RegistryCredentials } from './auth.js';
 import { Repository, sha256Hex } from './client.js';
 import { type RegistryOptions, RegistrySession } from './transport.js';
@@ -123,7 +123,7 @@ export class ImagePuller {
       last: Map<string, ProgressEvent>;
     }
   >();
-  private readonly downloads = new Map<string, Promise<string>>();
+  private readonly downloads = new Map<string, Promise<{ file: string; staged: StagedLayer }>>();
 
   constructor(
     private readonly store: ImageStore,
@@ -203,14 +203,7 @@ export class ImagePuller {
           return { descriptor: { mediaType: l.mediaType, digest: l.digest, size: l.size } };
         }
         emit({ id, status: 'Waiting' });
-        const file = await this.download(repo, l, emit, o.signal);
-        emit({ id, status: 'Extracting', total: l.size });
-        const staged = await this.store
-          .stageLayer(file, diffIds[i]!, `${l.digest} of ${repo.name}`)
-          .catch(async (err) => {
-            await rm(file, { force: true }); // verified bytes that are not the layer the config names
-            throw err;
-          });
+        const { file, staged } = await this.download(repo, l, diffIds[i]!, emit, o.signal);
         emit({ id, status: 'Pull complete' });
         return {
           descriptor: { mediaType: l.mediaType || staged.mediaType, digest: l.digest, size: l.size },
@@ -233,36 +226,51 @@ export class ImagePuller {
     }
   }
 
-  /** A verified blob file in downloads/ (one download per digest at a time). */
+  /**
+   * A verified blob file in downloads/ and its layer unpacked (one download per digest at a
+   * time). A fresh download is unpacked while it arrives; a finished or partial one an earlier
+   * pull left is completed (Range) and unpacked from the file.
+   */
   private download(
     repo: Repository,
     d: Descriptor,
+    diffId: string,
     emit: (e: ProgressEvent) => void,
     signal?: AbortSignal,
-  ): Promise<string> {
+  ): Promise<{ file: string; staged: StagedLayer }> {
     let run = this.downloads.get(d.digest);
     if (!run) {
-      run = this.fetchBlob(repo, d, emit, signal).finally(() => this.downloads.delete(d.digest));
+      run = this.fetchLayer(repo, d, diffId, emit, signal).finally(() => this.downloads.delete(d.digest));
       this.downloads.set(d.digest, run);
     }
     return run;
   }
 
-  private async fetchBlob(
+  private async fetchLayer(
     repo: Repository,
     d: Descriptor,
+    diffId: string,
     emit: (e: ProgressEvent) => void,
     signal?: AbortSignal,
-  ): Promise<string> {
+  ): Promise<{ file: string; staged: StagedLayer }> {
     const id = short(d.digest);
+    const label = `${d.digest} of ${repo.name}`;
     const hex = d.digest.replace(/^sha256:/, '');
     const final = join(this.store.downloadsDir, hex);
     const partial = `${final}.partial`;
+    const fromFile = async () => {
+      emit({ id, status: 'Extracting', total: d.size });
+      const staged = await this.store.stageLayer(final, diffId, label).catch(async (err) => {
+        await rm(final, { force: true }); // verified bytes that are not the layer the config names
+        throw err;
+      });
+      return { file: final, staged };
+    };
     if ((await sizeOf(final)) === d.size) {
       const { hash } = await hashFile(final);
       if (hash.digest('hex') === hex) {
         emit({ id, status: 'Download complete', current: d.size, total: d.size });
-        return final;
+        return fromFile();
       }
       await rm(final, { force: true });
     }
@@ -294,9 +302,26 @@ export class ImagePuller {
         cb(null, chunk);
       },
     });
+    // a fresh download is unpacked as it arrives; a resumed one once complete
+    const file = createWriteStream(partial, { flags: offset > 0 ? 'a' : 'w' });
+    const feed = offset === 0 ? new PassThrough() : undefined;
+    const unpacking = feed ? this.store.stageLayerFrom(feed, diffId, label) : undefined;
+    unpacking?.catch((err: unknown) => got.body.destroy(err as Error));
     try {
-      await pipeline(got.body, counter, createWriteStream(partial, { flags: offset > 0 ? 'a' : 'w' }));
+      await pipeline(got.body, counter, feed ? tee(file, feed) : file);
     } catch (err) {
+      const unpackErr = await unpacking?.then(
+        async (staged) => {
+          await rm(staged.dir, { recursive: true, force: true });
+          return undefined;
+        },
+        (e: unknown) => e,
+      );
+      // the layer's content was refused (the download was stopped for it): nothing is kept
+      if (unpackErr !== undefined && unpackErr === err) {
+        await rm(partial, { force: true });
+        throw unpackErr;
+      }
       if (err instanceof TsswarmError) throw err;
       throw registryError(
         `download of ${d.digest} from ${repo.name} was interrupted (${(err as Error).message}); pull again to resume`,
@@ -306,6 +331,8 @@ export class ImagePuller {
     const digest = `sha256:${hash.digest('hex')}`;
     if (current !== d.size || digest !== d.digest) {
       await rm(partial, { force: true });
+      const staged = await unpacking?.catch(() => undefined);
+      if (staged) await rm(staged.dir, { recursive: true, force: true });
       throw new TsswarmError(
         'bad_archive',
         `blob ${d.digest} from ${repo.name} does not match its descriptor (got ${current} bytes with digest ${digest}, expected ${d.size} bytes): refused, nothing was kept`,
@@ -313,8 +340,45 @@ export class ImagePuller {
     }
     await rename(partial, final);
     emit({ id, status: 'Download complete', current, total: d.size });
-    return final;
+    if (!unpacking) return fromFile();
+    emit({ id, status: 'Extracting', total: d.size });
+    return { file: final, staged: await unpacking };
   }
+}
+
+/**
+ * A writable that writes every chunk to both `a` and `b`, waiting for whichever is slower; an
+ * error of either ends it (and so the pipeline it is in).
+ */
+function tee(a: Writable, b: Writable): Writable {
+  const drained = (w: Writable) => new Promise<void>((resolve) => w.once('drain', resolve));
+  const finished = (w: Writable) => new Promise<void>((resolve) => w.once('finish', resolve));
+  const out: Writable = new Writable({
+    write(chunk: Buffer, _e, cb) {
+      const waits: Promise<void>[] = [];
+      if (!a.write(chunk)) waits.push(drained(a));
+      if (!b.write(chunk)) waits.push(drained(b));
+      if (waits.length === 0) cb();
+      else Promise.all(waits).then(() => cb(), cb);
+    },
+    final(cb) {
+      const done = Promise.all([finished(a), finished(b)]);
+      a.end();
+      b.end();
+      done.then(() => cb(), cb);
+    },
+    destroy(err, cb) {
+      // (also called after a normal finish: then the reader still drains what b holds)
+      if (err) {
+        // the file keeps what was written (a later pull resumes from it); the reader learns why
+        a.end();
+        b.destroy(err);
+      }
+      cb(err);
+    },
+  });
+  for (const w of [a, b]) w.on('error', (err: Error) => out.destroy(err));
+  return out;
 }
 
 export { sha256Hex };
