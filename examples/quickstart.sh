@@ -2,8 +2,9 @@
 # The quick start: sets up, starts a tsswarm daemon on a private socket and data root,
 # loads a busybox image built on the spot, runs a web server container and shows the
 # engine's commands; then makes the daemon a one-node swarm (its own etcd, on private ports),
-# deploys stacks/web.yml, shows the stack, its tasks and their logs, scales it, removes it and
-# leaves the swarm; then stops and removes everything it started. The daemon runs in a network
+# deploys stacks/web.yml, shows the stack, its tasks and their logs, scales it, removes it;
+# starts a registry on loopback, builds examples/hello and deploys stacks/hello.yml (built,
+# pushed, pulled); leaves the swarm; then stops and removes everything it started. The daemon runs in a network
 # namespace of its own, so nothing of this machine's network is changed.
 #
 #   bash examples/quickstart.sh            (as root)
@@ -25,8 +26,10 @@ mkdir -p "$DIR"
 tsswarm() { node dist/src/cli/main.js -H "unix://$DIR/tsswarm.sock" "$@"; }
 
 DAEMON=
+REGISTRY=
 cleanup() {
   set +e
+  [[ -n $REGISTRY ]] && kill "$REGISTRY" 2>/dev/null && wait "$REGISTRY" 2>/dev/null
   for c in $(tsswarm container ps -a -q 2>/dev/null); do tsswarm container rm -f "$c" >/dev/null; done
   [[ -n $DAEMON ]] && kill "$DAEMON" 2>/dev/null && wait "$DAEMON" 2>/dev/null
   node dist/src/cli/main.js cleanup --prefix "$P" >/dev/null
@@ -77,6 +80,23 @@ step container exec "$task" wget -qO- http://httpd:8080/   # through the VIP: an
 step service logs web_httpd
 step service scale web_httpd=1
 step stack rm web
+
+# images: a registry on the namespace's loopback (Debian's docker-registry), a Dockerfile build,
+# and a stack whose service is built, pushed to that registry and pulled by the node
+mkdir -p "$DIR/registry"
+printf '%s\n' 'version: 0.1' 'log: {level: warn, accesslog: {disabled: true}}' \
+  "storage: {filesystem: {rootdirectory: \"$DIR/registry/data\"}, delete: {enabled: true}}" \
+  'http: {addr: "127.0.0.1:5000"}' >"$DIR/registry/config.yml"
+nsenter --net="/run/netns/$P" env -i PATH="$PATH" docker-registry serve "$DIR/registry/config.yml" \
+  2>"$DIR/registry.log" &
+REGISTRY=$!
+for _ in $(seq 100); do ip netns exec "$P" curl -sf http://127.0.0.1:5000/v2/ >/dev/null && break; sleep 0.1; done
+step build -t hello:dev --build-arg GREETING=bonjour examples/hello
+step container run --rm hello:dev cat /www/index.html
+step deploy -c stacks/hello.yml hello
+step service ps hello_hello
+step image ls
+step stack rm hello
 step swarm leave --force
 echo
 echo "done: everything this script started is being removed"

@@ -15,7 +15,27 @@ t.test('bad input gets a one-line error, a non-zero exit and leaves nothing behi
   await fs.writeFile(join(d.dir, 'garbage.tar'), 'this is not an archive at all\n'.repeat(100));
 
   const baseId = JSON.parse((await d.cli(['image', 'inspect', 'busybox:test'])).stdout)[0].id as string;
+  const ctx = join(d.dir, 'ctx');
+  await fs.mkdir(ctx);
+  await fs.writeFile(join(ctx, 'Dockerfile'), 'FROM busybox:test\n');
   const cases: Array<[string, string[], RegExp]> = [
+    ['pull: malformed reference', ['image', 'pull', 'bad//name:1'], /invalid reference format/],
+    [
+      'pull: malformed platform',
+      ['image', 'pull', '--platform', 'amd64', 'busybox'],
+      /invalid platform "amd64"/,
+    ],
+    ['push: unknown image', ['image', 'push', '127.0.0.1:1/nosuch:1'], /no such image/],
+    ['login: no password', ['login', '127.0.0.1:1', '-u', 'someone'], /login needs a password/],
+    [
+      'login: no registry there',
+      ['login', '127.0.0.1:1', '-u', 'a', '-p', 'b'],
+      /cannot reach registry 127\.0\.0\.1:1/,
+    ],
+    ['build: missing context', ['build', join(d.dir, 'nope')], /is not a directory/],
+    ['build: no Dockerfile', ['build', d.dir], /cannot find the Dockerfile/],
+    ['build: malformed --build-arg', ['build', '--build-arg', '=x', ctx], /invalid --build-arg "=x"/],
+    ['build: malformed tag', ['build', '-t', 'Bad Tag', ctx], /invalid reference format/],
     [
       'truncated archive',
       ['image', 'load', '-i', join(d.dir, 'truncated.tar')],

@@ -138,4 +138,26 @@ t.test('deploy with build: built and pushed on the manager, pulled and run by tw
     refused.some((x) => x.status.state === 'rejected'),
     'the task is rejected, saying the registry requires authentication',
   );
+
+  // given the credentials by an update, the service's next task pulls and runs
+  await ok(h(1), ['service', 'update', '--with-registry-auth', 'other_priv']);
+  const first = await until(
+    'the private service running',
+    () => cliJson<TaskRecord[]>(h(1), ['service', 'ps', 'other_priv']),
+    (ts) => runningTasks(ts).length === 1,
+    90_000,
+  );
+  t.equal(runningTasks(first).length, 1, 'it runs once given the credentials');
+  // an update that sends back what it was shown (redacted) keeps them: the worker that has not
+  // pulled the image yet pulls it with them
+  await ok(h(1), ['service', 'update', '--env-add', 'AGAIN=1', '--replicas', '2', 'other_priv']);
+  const after = await until(
+    'two updated tasks running',
+    () => cliJson<TaskRecord[]>(h(1), ['service', 'ps', 'other_priv']),
+    (ts) => runningTasks(ts).filter((x) => x.container.env.includes('AGAIN=1')).length === 2,
+    90_000,
+  );
+  const nodesNow = new Set(runningTasks(after).map((x) => x.nodeId));
+  t.equal(nodesNow.size, 2, 'on both workers: one of them pulled with the kept credentials');
+  t.match(await ok(h(1), ['service', 'inspect', 'other_priv']), /<redacted>/, 'still redacted');
 });

@@ -64,167 +64,182 @@ async function validateLayout(t: Tap | Test, dir: string): Promise<void> {
 
 type Tap = typeof t;
 
-t.test('plain registry: push, skopeo copies out; skopeo pushes, tsswarm pulls and runs', async (t) => {
-  const reg = await startRegistry(t);
-  const d = await startTestDaemon(t);
-  await loadImagesOn(d);
-  const name = `${reg.host}/tsswarm/busybox:1`;
-  await ok(d, ['image', 'tag', 'busybox:test', name]);
-  const pushed = await ok(d, ['image', 'push', name]);
-  t.match(pushed, /Pushed/, 'layers uploaded');
-  t.match(pushed, /digest: sha256:[a-f0-9]{64}/, 'push prints the manifest digest');
+/** One daemon and two registries (plain; TLS with basic auth, its CA in the daemon's certs.d) for all. */
+interface Env {
+  d: TestDaemon;
+  plain: TestRegistry;
+  secure: TestRegistry;
+}
 
-  const out = join(d.dir, 'layout');
-  await skopeo(reg, ['copy', ...skopeoSrcArgs(reg), `docker://${name}`, `oci:${out}:1`]);
-  await validateLayout(t, out);
-
-  // a second push finds everything there
-  const again = await ok(d, ['image', 'push', name]);
-  t.match(again, /Layer already exists/, 'existing blobs are skipped');
-  t.notMatch(again, /Pushed/, 'nothing uploaded again');
-
-  // another repository of the same registry: blobs are mounted, not uploaded
-  const other = `${reg.host}/other/busybox:2`;
-  await ok(d, ['image', 'tag', name, other]);
-  const mounted = await ok(d, ['image', 'push', other]);
-  t.match(mounted, /Mounted from tsswarm\/busybox/, 'blobs mounted from the first repository');
-
-  // skopeo pushes an image tsswarm has never seen; tsswarm pulls and runs it
-  const made = await makeImage(d.dir, {
-    name: 'skopeo-made:1',
-    layers: [
-      buildLayer({
-        '/bin': { dir: true },
-        '/bin/busybox': { content: await fs.readFile('/bin/busybox'), mode: 0o755 },
-        '/bin/sh': { symlink: 'busybox' },
-        '/bin/echo': { symlink: 'busybox' },
-        '/etc': { dir: true },
-        '/etc/made-by': { content: 'skopeo\n' },
-      }),
-    ],
-    config: { Env: ['PATH=/bin'], Cmd: ['cat', '/etc/made-by'] },
-  });
-  const fromSkopeo = `${reg.host}/skopeo/made:1`;
-  await skopeo(reg, [
-    'copy',
-    ...skopeoDestArgs(reg),
-    `oci-archive:${made.ociArchive}`,
-    `docker://${fromSkopeo}`,
-  ]);
-  const pulled = await ok(d, ['image', 'pull', fromSkopeo]);
-  t.match(pulled, /Pull complete/, 'layer pulled');
-  t.match(pulled, /Digest: sha256:/, 'digest printed');
-  t.equal(await runEcho(d, fromSkopeo, 'pulled image runs'), 'pulled image runs');
-  t.equal(await imageId(d, fromSkopeo), made.id, 'same image ID as the one skopeo pushed');
-
-  // pulled again: nothing to fetch
-  const again2 = await ok(d, ['image', 'pull', fromSkopeo]);
-  t.match(again2, /Already exists/, 'a layer the store has is not fetched');
-
-  // by digest
-  const digest = /Digest: (sha256:[a-f0-9]{64})/.exec(pulled)![1]!;
-  await ok(d, ['image', 'rm', fromSkopeo]);
-  await ok(d, ['image', 'pull', `${reg.host}/skopeo/made@${digest}`]);
-  t.equal(await imageId(d, `${reg.host}/skopeo/made@${digest}`), made.id, 'pull by digest');
-
-  const missing = await d.cli(['image', 'pull', `${reg.host}/no/such:1`]);
-  t.not(missing.code, 0);
-  t.match(missing.stderr, /not found in registry/, 'unknown repository: clear error');
-});
-
-t.test('TLS + basic auth: login stores 0600 credentials, refused without them', async (t) => {
-  const reg = await startRegistry(t, { tls: true, auth: true });
-  const certs = join('/tmp', `${reg.dir.split('/').pop()}-certs`);
+async function setUp(t: Test): Promise<Env> {
+  const plain = await startRegistry(t);
+  const secure = await startRegistry(t, { tls: true, auth: true });
+  const certs = join('/tmp', `${secure.dir.split('/').pop()}-certs`);
   t.teardown(() => fs.rm(certs, { recursive: true, force: true }));
-  await fs.mkdir(join(certs, reg.host), { recursive: true });
-  await fs.copyFile(reg.caFile!, join(certs, reg.host, 'ca.crt'));
+  await fs.mkdir(join(certs, secure.host), { recursive: true });
+  await fs.copyFile(secure.caFile!, join(certs, secure.host, 'ca.crt'));
   const d = await startTestDaemon(t, ['--registry-certs', certs]);
   await loadImagesOn(d);
-  const env = { TSSWARM_CONFIG: join(d.dir, 'client-config') };
-  const name = `${reg.host}/secure/busybox:1`;
-  await ok(d, ['image', 'tag', 'busybox:test', name]);
+  return { d, plain, secure };
+}
 
-  const anon = await d.cli(['image', 'push', name], { env });
-  t.not(anon.code, 0, 'push without login fails');
-  t.match(anon.stderr, /requires authentication.*tsswarm login/, 'and says to log in');
+const plainRegistry = (t: Test, { d, plain: reg }: Env) =>
+  t.test('plain registry: push, skopeo copies out; skopeo pushes, tsswarm pulls and runs', async (t) => {
+    const name = `${reg.host}/tsswarm/busybox:1`;
+    await ok(d, ['image', 'tag', 'busybox:test', name]);
+    const pushed = await ok(d, ['image', 'push', name]);
+    t.match(pushed, /Pushed/, 'layers uploaded');
+    t.match(pushed, /digest: sha256:[a-f0-9]{64}/, 'push prints the manifest digest');
 
-  const bad = await d.cli(['login', reg.host, '-u', reg.user!, '--password-stdin'], { env, input: 'wrong' });
-  t.not(bad.code, 0, 'wrong password refused');
-  t.match(bad.stderr, /refused the username or password/);
+    const out = join(d.dir, 'layout');
+    await skopeo(reg, ['copy', ...skopeoSrcArgs(reg), `docker://${name}`, `oci:${out}:1`]);
+    await validateLayout(t, out);
 
-  await ok(d, ['login', reg.host, '-u', reg.user!, '--password-stdin'], { env, input: `${reg.password}\n` });
-  const st = await fs.stat(join(env.TSSWARM_CONFIG, 'config.json'));
-  t.equal(st.mode & 0o777, 0o600, 'credentials file is 0600');
+    // a second push finds everything there
+    const again = await ok(d, ['image', 'push', name]);
+    t.match(again, /Layer already exists/, 'existing blobs are skipped');
+    t.notMatch(again, /Pushed/, 'nothing uploaded again');
 
-  await ok(d, ['image', 'push', name], { env });
-  await ok(d, ['image', 'rm', name]);
-  await ok(d, ['image', 'pull', name], { env });
-  t.equal(await runEcho(d, name, 'tls ok'), 'tls ok');
+    // another repository of the same registry: blobs are mounted, not uploaded
+    const other = `${reg.host}/other/busybox:2`;
+    await ok(d, ['image', 'tag', name, other]);
+    const mounted = await ok(d, ['image', 'push', other]);
+    t.match(mounted, /Mounted from tsswarm\/busybox/, 'blobs mounted from the first repository');
 
-  // skopeo reads what tsswarm pushed over TLS with the same credentials
-  const out = join(d.dir, 'layout');
-  await skopeo(reg, ['copy', ...skopeoSrcArgs(reg), `docker://${name}`, `oci:${out}:1`]);
-  await validateLayout(t, out);
-
-  const logs = await fs.readFile(join(d.dir, 'client-config', 'config.json'), 'utf8');
-  t.ok(logs.includes('auths'), 'stored in the auths map');
-  await ok(d, ['logout', reg.host], { env });
-  const after = await d.cli(['image', 'pull', name], { env });
-  t.match(after.stderr, /requires authentication/, 'after logout the registry refuses again');
-  t.ok(registryAuthHeader(reg).startsWith('Basic '), 'registry is basic-auth');
-});
-
-t.test('manifest lists: the host platform by default, --platform picks another', async (t) => {
-  const reg = await startRegistry(t);
-  const d = await startTestDaemon(t);
-  await loadImagesOn(d);
-  const digests: Record<string, { digest: string; size: number }> = {};
-  for (const [src, repoTag] of [
-    ['busybox:test', 'multi:amd'],
-    ['cow:test', 'multi:arm'],
-  ] as const) {
-    const name = `${reg.host}/${repoTag}`;
-    await ok(d, ['image', 'tag', src, name]);
-    const out = await ok(d, ['image', 'push', name]);
-    const m = /digest: (sha256:[a-f0-9]{64}) size: (\d+)/.exec(out)!;
-    digests[repoTag] = { digest: m[1]!, size: Number(m[2]) };
-  }
-  const index = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: 'application/vnd.oci.image.index.v1+json',
-      manifests: [
-        {
-          mediaType: 'application/vnd.oci.image.manifest.v1+json',
-          ...digests['multi:amd'],
-          platform: { os: 'linux', architecture: 'amd64' },
-        },
-        {
-          mediaType: 'application/vnd.oci.image.manifest.v1+json',
-          ...digests['multi:arm'],
-          platform: { os: 'linux', architecture: 'arm64', variant: 'v8' },
-        },
+    // skopeo pushes an image tsswarm has never seen; tsswarm pulls and runs it
+    const made = await makeImage(d.dir, {
+      name: 'skopeo-made:1',
+      layers: [
+        buildLayer({
+          '/bin': { dir: true },
+          '/bin/busybox': { content: await fs.readFile('/bin/busybox'), mode: 0o755 },
+          '/bin/sh': { symlink: 'busybox' },
+          '/bin/echo': { symlink: 'busybox' },
+          '/etc': { dir: true },
+          '/etc/made-by': { content: 'skopeo\n' },
+        }),
       ],
-    }),
-  );
-  const put = await fetch(`${reg.url}/v2/multi/manifests/all`, {
-    method: 'PUT',
-    headers: { 'content-type': 'application/vnd.oci.image.index.v1+json' },
-    body: index,
+      config: { Env: ['PATH=/bin'], Cmd: ['cat', '/etc/made-by'] },
+    });
+    const fromSkopeo = `${reg.host}/skopeo/made:1`;
+    await skopeo(reg, [
+      'copy',
+      ...skopeoDestArgs(reg),
+      `oci-archive:${made.ociArchive}`,
+      `docker://${fromSkopeo}`,
+    ]);
+    const pulled = await ok(d, ['image', 'pull', fromSkopeo]);
+    t.match(pulled, /Pull complete/, 'layer pulled');
+    t.match(pulled, /Digest: sha256:/, 'digest printed');
+    t.equal(await runEcho(d, fromSkopeo, 'pulled image runs'), 'pulled image runs');
+    t.equal(await imageId(d, fromSkopeo), made.id, 'same image ID as the one skopeo pushed');
+
+    // pulled again: nothing to fetch
+    const again2 = await ok(d, ['image', 'pull', fromSkopeo]);
+    t.match(again2, /Already exists/, 'a layer the store has is not fetched');
+
+    // by digest
+    const digest = /Digest: (sha256:[a-f0-9]{64})/.exec(pulled)![1]!;
+    await ok(d, ['image', 'rm', fromSkopeo]);
+    await ok(d, ['image', 'pull', `${reg.host}/skopeo/made@${digest}`]);
+    t.equal(await imageId(d, `${reg.host}/skopeo/made@${digest}`), made.id, 'pull by digest');
+
+    const missing = await d.cli(['image', 'pull', `${reg.host}/no/such:1`]);
+    t.not(missing.code, 0);
+    t.match(missing.stderr, /not found in registry/, 'unknown repository: clear error');
   });
-  t.equal(put.status, 201, 'index stored');
-  const busyboxId = await imageId(d, 'busybox:test');
-  const cowId = await imageId(d, 'cow:test');
-  await ok(d, ['image', 'pull', `${reg.host}/multi:all`]);
-  t.equal(await imageId(d, `${reg.host}/multi:all`), busyboxId, 'linux/amd64 picked for this host');
-  await ok(d, ['image', 'pull', '--platform', 'linux/arm64', `${reg.host}/multi:all`]);
-  t.equal(await imageId(d, `${reg.host}/multi:all`), cowId, '--platform linux/arm64 picks the other');
-  const none = await d.cli(['image', 'pull', '--platform', 'linux/s390x', `${reg.host}/multi:all`]);
-  t.match(none.stderr, /no matching manifest for linux\/s390x/, 'no image for the platform: clear error');
-  const badPlat = await d.cli(['image', 'pull', '--platform', 'amd64', `${reg.host}/multi:all`]);
-  t.match(badPlat.stderr, /invalid platform "amd64"/);
-  t.equal(sha256(index).length, 64);
-});
+
+const tlsWithAuth = (t: Test, { d, secure: reg }: Env) =>
+  t.test('TLS + basic auth: login stores 0600 credentials, refused without them', async (t) => {
+    const env = { TSSWARM_CONFIG: join(d.dir, 'client-config') };
+    const name = `${reg.host}/secure/busybox:1`;
+    await ok(d, ['image', 'tag', 'busybox:test', name]);
+
+    const anon = await d.cli(['image', 'push', name], { env });
+    t.not(anon.code, 0, 'push without login fails');
+    t.match(anon.stderr, /requires authentication.*tsswarm login/, 'and says to log in');
+
+    const bad = await d.cli(['login', reg.host, '-u', reg.user!, '--password-stdin'], {
+      env,
+      input: 'wrong',
+    });
+    t.not(bad.code, 0, 'wrong password refused');
+    t.match(bad.stderr, /refused the username or password/);
+
+    await ok(d, ['login', reg.host, '-u', reg.user!, '--password-stdin'], {
+      env,
+      input: `${reg.password}\n`,
+    });
+    const st = await fs.stat(join(env.TSSWARM_CONFIG, 'config.json'));
+    t.equal(st.mode & 0o777, 0o600, 'credentials file is 0600');
+
+    await ok(d, ['image', 'push', name], { env });
+    await ok(d, ['image', 'rm', name]);
+    await ok(d, ['image', 'pull', name], { env });
+    t.equal(await runEcho(d, name, 'tls ok'), 'tls ok');
+
+    // skopeo reads what tsswarm pushed over TLS with the same credentials
+    const out = join(d.dir, 'layout');
+    await skopeo(reg, ['copy', ...skopeoSrcArgs(reg), `docker://${name}`, `oci:${out}:1`]);
+    await validateLayout(t, out);
+
+    const logs = await fs.readFile(join(d.dir, 'client-config', 'config.json'), 'utf8');
+    t.ok(logs.includes('auths'), 'stored in the auths map');
+    await ok(d, ['logout', reg.host], { env });
+    const after = await d.cli(['image', 'pull', name], { env });
+    t.match(after.stderr, /requires authentication/, 'after logout the registry refuses again');
+    t.ok(registryAuthHeader(reg).startsWith('Basic '), 'registry is basic-auth');
+  });
+
+const manifestLists = (t: Test, { d, plain: reg }: Env) =>
+  t.test('manifest lists: the host platform by default, --platform picks another', async (t) => {
+    const digests: Record<string, { digest: string; size: number }> = {};
+    for (const [src, repoTag] of [
+      ['busybox:test', 'multi:amd'],
+      ['cow:test', 'multi:arm'],
+    ] as const) {
+      const name = `${reg.host}/${repoTag}`;
+      await ok(d, ['image', 'tag', src, name]);
+      const out = await ok(d, ['image', 'push', name]);
+      const m = /digest: (sha256:[a-f0-9]{64}) size: (\d+)/.exec(out)!;
+      digests[repoTag] = { digest: m[1]!, size: Number(m[2]) };
+    }
+    const index = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.index.v1+json',
+        manifests: [
+          {
+            mediaType: 'application/vnd.oci.image.manifest.v1+json',
+            ...digests['multi:amd'],
+            platform: { os: 'linux', architecture: 'amd64' },
+          },
+          {
+            mediaType: 'application/vnd.oci.image.manifest.v1+json',
+            ...digests['multi:arm'],
+            platform: { os: 'linux', architecture: 'arm64', variant: 'v8' },
+          },
+        ],
+      }),
+    );
+    const put = await fetch(`${reg.url}/v2/multi/manifests/all`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/vnd.oci.image.index.v1+json' },
+      body: index,
+    });
+    t.equal(put.status, 201, 'index stored');
+    const busyboxId = await imageId(d, 'busybox:test');
+    const cowId = await imageId(d, 'cow:test');
+    await ok(d, ['image', 'pull', `${reg.host}/multi:all`]);
+    t.equal(await imageId(d, `${reg.host}/multi:all`), busyboxId, 'linux/amd64 picked for this host');
+    await ok(d, ['image', 'pull', '--platform', 'linux/arm64', `${reg.host}/multi:all`]);
+    t.equal(await imageId(d, `${reg.host}/multi:all`), cowId, '--platform linux/arm64 picks the other');
+    const none = await d.cli(['image', 'pull', '--platform', 'linux/s390x', `${reg.host}/multi:all`]);
+    t.match(none.stderr, /no matching manifest for linux\/s390x/, 'no image for the platform: clear error');
+    const badPlat = await d.cli(['image', 'pull', '--platform', 'amd64', `${reg.host}/multi:all`]);
+    t.match(badPlat.stderr, /invalid platform "amd64"/);
+    t.equal(sha256(index).length, 64);
+  });
 
 /** A relay in front of the registry that cuts the first GET of one blob after `cutAt` bytes and records every request. */
 async function startRelay(
@@ -277,120 +292,139 @@ async function startRelay(
   return { host: `127.0.0.1:${port}`, requests };
 }
 
-t.test('an interrupted pull resumes; a corrupt blob is refused; prune collects unused layers', async (t) => {
-  const reg = await startRegistry(t);
-  const d = await startTestDaemon(t);
-  await loadImagesOn(d);
-  const layers = Array.from({ length: 5 }, (_, i) =>
-    buildLayer({ [`/data${i}`]: { dir: true }, [`/data${i}/blob`]: { content: randomBytes(1 << 20) } }),
-  );
-  const many = await makeImage(d.dir, {
-    name: 'many:1',
-    layers: [
-      buildLayer({
-        '/bin': { dir: true },
-        '/bin/busybox': { content: await fs.readFile('/bin/busybox'), mode: 0o755 },
-      }),
-      ...layers,
-    ],
-  });
-  await ok(d, ['image', 'load', '-i', many.ociArchive]);
-  const name = `${reg.host}/tsswarm/many:1`;
-  await ok(d, ['image', 'tag', 'many:1', name]);
-  await ok(d, ['image', 'push', name]);
-  const manifest = JSON.parse(
-    await (
-      await fetch(`${reg.url}/v2/tsswarm/many/manifests/1`, {
-        headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
-      })
-    ).text(),
-  ) as { layers: Array<{ digest: string; size: number }> };
-  await ok(d, ['image', 'rm', name, 'many:1']);
+const resumeCorruptPrune = (t: Test, { d, plain: reg }: Env) =>
+  t.test(
+    'an interrupted pull resumes; a corrupt blob is refused; prune collects unused layers',
+    async (t) => {
+      const layers = Array.from({ length: 5 }, (_, i) =>
+        buildLayer({ [`/data${i}`]: { dir: true }, [`/data${i}/blob`]: { content: randomBytes(1 << 20) } }),
+      );
+      const many = await makeImage(d.dir, {
+        name: 'many:1',
+        layers: [
+          buildLayer({
+            '/bin': { dir: true },
+            '/bin/busybox': { content: await fs.readFile('/bin/busybox'), mode: 0o755 },
+          }),
+          ...layers,
+        ],
+      });
+      await ok(d, ['image', 'load', '-i', many.ociArchive]);
+      const name = `${reg.host}/tsswarm/many:1`;
+      await ok(d, ['image', 'tag', 'many:1', name]);
+      await ok(d, ['image', 'push', name]);
+      const manifest = JSON.parse(
+        await (
+          await fetch(`${reg.url}/v2/tsswarm/many/manifests/1`, {
+            headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
+          })
+        ).text(),
+      ) as { layers: Array<{ digest: string; size: number }> };
+      await ok(d, ['image', 'rm', name, 'many:1']);
 
-  // the 4th layer is cut in the middle of its first download
-  const victim = manifest.layers[3]!;
-  const relay = await startRelay(t, reg, () => victim.digest, Math.floor(victim.size / 2));
-  const viaRelay = `${relay.host}/tsswarm/many:1`;
-  const first = await d.cli(['image', 'pull', viaRelay], { timeoutMs: 120_000 });
-  t.not(first.code, 0, 'the cut pull fails');
-  t.match(first.stderr, /interrupted|does not match/, 'saying why');
-  const downloads = join(d.dataRoot, 'images', 'downloads');
-  const left = await fs.readdir(downloads);
-  t.ok(left.includes(`${victim.digest.slice(7)}.partial`), 'the cut blob is kept as .partial');
-  const finished = manifest.layers.filter((l) => left.includes(l.digest.slice(7)));
-  t.ok(finished.length >= 1, `finished layers kept (${finished.length})`);
-  t.notOk((await d.cli(['image', 'inspect', viaRelay])).code === 0, 'no image after a failed pull');
+      // the 4th layer is cut in the middle of its first download
+      const victim = manifest.layers[3]!;
+      const relay = await startRelay(t, reg, () => victim.digest, Math.floor(victim.size / 2));
+      const viaRelay = `${relay.host}/tsswarm/many:1`;
+      const first = await d.cli(['image', 'pull', viaRelay], { timeoutMs: 120_000 });
+      t.not(first.code, 0, 'the cut pull fails');
+      t.match(first.stderr, /interrupted|does not match/, 'saying why');
+      const downloads = join(d.dataRoot, 'images', 'downloads');
+      const left = await fs.readdir(downloads);
+      t.ok(left.includes(`${victim.digest.slice(7)}.partial`), 'the cut blob is kept as .partial');
+      const finished = manifest.layers.filter((l) => left.includes(l.digest.slice(7)));
+      t.ok(finished.length >= 1, `finished layers kept (${finished.length})`);
+      t.notOk((await d.cli(['image', 'inspect', viaRelay])).code === 0, 'no image after a failed pull');
 
-  relay.requests.length = 0;
-  const second = await ok(d, ['image', 'pull', viaRelay]);
-  t.match(second, /Resuming from \d+ bytes/, 'the cut layer resumes');
-  const blobGets = relay.requests.filter((r) => r.method === 'GET' && r.url.includes('/blobs/'));
-  for (const l of finished)
-    t.notOk(
-      blobGets.some((r) => r.url.endsWith(l.digest)),
-      `finished layer ${l.digest.slice(7, 19)} not fetched again`,
-    );
-  const resumed = blobGets.find((r) => r.url.endsWith(victim.digest));
-  t.match(resumed?.range ?? '', /^bytes=\d+-$/, 'the cut layer is asked for from where it stopped');
-  t.equal(await imageId(d, viaRelay), many.id, 'resumed image is the pushed one');
-  t.same(await fs.readdir(downloads), [], 'downloads are moved into the store');
+      relay.requests.length = 0;
+      const second = await ok(d, ['image', 'pull', viaRelay]);
+      t.match(second, /Resuming from \d+ bytes/, 'the cut layer resumes');
+      const blobGets = relay.requests.filter((r) => r.method === 'GET' && r.url.includes('/blobs/'));
+      for (const l of finished)
+        t.notOk(
+          blobGets.some((r) => r.url.endsWith(l.digest)),
+          `finished layer ${l.digest.slice(7, 19)} not fetched again`,
+        );
+      const resumed = blobGets.find((r) => r.url.endsWith(victim.digest));
+      t.match(resumed?.range ?? '', /^bytes=\d+-$/, 'the cut layer is asked for from where it stopped');
+      t.equal(await imageId(d, viaRelay), many.id, 'resumed image is the pushed one');
+      t.same(await fs.readdir(downloads), [], 'downloads are moved into the store');
 
-  // corrupt one blob in the registry's storage: the pull is refused and leaves nothing behind
-  await ok(d, ['image', 'rm', viaRelay]);
-  const blobsBefore = (await fs.readdir(join(d.dataRoot, 'images', 'blobs', 'sha256'))).sort();
-  const layersBefore = (await fs.readdir(join(d.dataRoot, 'images', 'layers'))).sort();
-  const target = manifest.layers[2]!.digest.slice(7);
-  const data = join(
-    reg.dir,
-    'data',
-    'docker',
-    'registry',
-    'v2',
-    'blobs',
-    'sha256',
-    target.slice(0, 2),
-    target,
-    'data',
-  );
-  const bytes = await fs.readFile(data);
-  bytes[bytes.length >> 1] = bytes[bytes.length >> 1]! ^ 0xff;
-  await fs.writeFile(data, bytes);
-  const corrupt = await d.cli(['image', 'pull', name], { timeoutMs: 120_000 });
-  t.not(corrupt.code, 0, 'corrupt blob: pull fails');
-  t.match(corrupt.stderr, /does not match its descriptor/, 'the blob is refused by digest');
-  t.notOk((await d.cli(['image', 'inspect', name])).code === 0, 'no image');
-  t.same(
-    (await fs.readdir(join(d.dataRoot, 'images', 'blobs', 'sha256'))).sort(),
-    blobsBefore,
-    'no blob added',
-  );
-  t.same((await fs.readdir(join(d.dataRoot, 'images', 'layers'))).sort(), layersBefore, 'no layer added');
-  t.notOk(
-    (await fs.readdir(downloads)).some((f) => f.startsWith(target)),
-    'nothing half-written of the corrupt blob',
+      // two pulls of one image at once on a node: one download of each blob
+      await ok(d, ['image', 'rm', viaRelay]);
+      await ok(d, ['image', 'prune']);
+      relay.requests.length = 0;
+      await Promise.all([ok(d, ['image', 'pull', viaRelay]), ok(d, ['image', 'pull', viaRelay])]);
+      for (const l of manifest.layers) {
+        const gets = relay.requests.filter((r) => r.method === 'GET' && r.url.endsWith(l.digest)).length;
+        t.equal(gets, 1, `layer ${l.digest.slice(7, 19)} fetched once for two concurrent pulls`);
+      }
+
+      // corrupt one blob in the registry's storage: the pull is refused and leaves nothing behind
+      await ok(d, ['image', 'rm', viaRelay]);
+      const blobsBefore = (await fs.readdir(join(d.dataRoot, 'images', 'blobs', 'sha256'))).sort();
+      const layersBefore = (await fs.readdir(join(d.dataRoot, 'images', 'layers'))).sort();
+      const target = manifest.layers[2]!.digest.slice(7);
+      const data = join(
+        reg.dir,
+        'data',
+        'docker',
+        'registry',
+        'v2',
+        'blobs',
+        'sha256',
+        target.slice(0, 2),
+        target,
+        'data',
+      );
+      const bytes = await fs.readFile(data);
+      bytes[bytes.length >> 1] = bytes[bytes.length >> 1]! ^ 0xff;
+      await fs.writeFile(data, bytes);
+      const corrupt = await d.cli(['image', 'pull', name], { timeoutMs: 120_000 });
+      t.not(corrupt.code, 0, 'corrupt blob: pull fails');
+      t.match(corrupt.stderr, /does not match its descriptor/, 'the blob is refused by digest');
+      t.notOk((await d.cli(['image', 'inspect', name])).code === 0, 'no image');
+      t.same(
+        (await fs.readdir(join(d.dataRoot, 'images', 'blobs', 'sha256'))).sort(),
+        blobsBefore,
+        'no blob added',
+      );
+      t.same((await fs.readdir(join(d.dataRoot, 'images', 'layers'))).sort(), layersBefore, 'no layer added');
+      t.notOk(
+        (await fs.readdir(downloads)).some((f) => f.startsWith(target)),
+        'nothing half-written of the corrupt blob',
+      );
+
+      // prune: an image whose tag moved away is dangling; its layers go with it
+      const oldName = `${reg.host}/tsswarm/small:1`;
+      const small = await makeImage(d.dir, {
+        name: oldName,
+        layers: [buildLayer({ '/only-here': { content: randomBytes(4096) } })],
+      });
+      await ok(d, ['image', 'load', '-i', small.ociArchive]);
+      await ok(d, ['image', 'push', oldName]);
+      await ok(d, ['image', 'rm', oldName]);
+      await ok(d, ['image', 'pull', oldName]);
+      const cowId = await imageId(d, oldName);
+      t.equal(cowId, small.id, 'pulled back');
+      await ok(d, ['image', 'tag', 'busybox:test', oldName]); // the pulled image is now untagged
+      const layersWithCow = await fs.readdir(join(d.dataRoot, 'images', 'layers'));
+      const pruned = await ok(d, ['image', 'prune']);
+      t.match(pruned, new RegExp(`Deleted: ${cowId}`), 'the dangling image is deleted');
+      t.match(pruned, /Total reclaimed space: /);
+      const layersAfter = await fs.readdir(join(d.dataRoot, 'images', 'layers'));
+      t.ok(
+        layersAfter.length < layersWithCow.length,
+        `its own layer is collected (${layersWithCow.length} → ${layersAfter.length})`,
+      );
+      t.equal(await runEcho(d, 'busybox:test', 'still here'), 'still here', 'tagged images are kept');
+    },
   );
 
-  // prune: an image whose tag moved away is dangling; its layers go with it
-  const oldName = `${reg.host}/tsswarm/small:1`;
-  const small = await makeImage(d.dir, {
-    name: oldName,
-    layers: [buildLayer({ '/only-here': { content: randomBytes(4096) } })],
-  });
-  await ok(d, ['image', 'load', '-i', small.ociArchive]);
-  await ok(d, ['image', 'push', oldName]);
-  await ok(d, ['image', 'rm', oldName]);
-  await ok(d, ['image', 'pull', oldName]);
-  const cowId = await imageId(d, oldName);
-  t.equal(cowId, small.id, 'pulled back');
-  await ok(d, ['image', 'tag', 'busybox:test', oldName]); // the pulled image is now untagged
-  const layersWithCow = await fs.readdir(join(d.dataRoot, 'images', 'layers'));
-  const pruned = await ok(d, ['image', 'prune']);
-  t.match(pruned, new RegExp(`Deleted: ${cowId}`), 'the dangling image is deleted');
-  t.match(pruned, /Total reclaimed space: /);
-  const layersAfter = await fs.readdir(join(d.dataRoot, 'images', 'layers'));
-  t.ok(
-    layersAfter.length < layersWithCow.length,
-    `its own layer is collected (${layersWithCow.length} → ${layersAfter.length})`,
-  );
-  t.equal(await runEcho(d, 'busybox:test', 'still here'), 'still here', 'tagged images are kept');
+t.test('registries', async (t) => {
+  const env = await setUp(t);
+  await plainRegistry(t, env);
+  await tlsWithAuth(t, env);
+  await manifestLists(t, env);
+  await resumeCorruptPrune(t, env);
 });

@@ -7,6 +7,9 @@ import type { RestartPolicy, ServiceMode, Task, UpdateConfig } from '../manager/
 import type { UpdaterState } from '../manager/orchestrator/updater.js';
 
 /** What a task's container runs: copied into every task when it is created, as swarmkit does. */
+/** What the API shows instead of registry credentials (`ContainerSpec.registryAuth`). */
+export const REDACTED = '<redacted>';
+
 export interface ContainerSpec {
   image: string;
   command?: string[];

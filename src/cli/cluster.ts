@@ -4,6 +4,8 @@ import type { JobSchedule, NodeRecord, ServiceRecord, ServiceSpec, TaskRecord } 
 import { invalid, TsswarmError } from '../api/errors.js';
 import { parseBytes, parseCpus } from '../engine/cgroups/limits.js';
 import type { HealthcheckRequest } from '../engine/containers/health.js';
+import { registryOf } from '../engine/images/reference.js';
+import { encodeAuthHeader } from '../engine/registry/auth.js';
 import { isTerminal } from '../manager/orchestrator/states.js';
 import type { RestartPolicy } from '../manager/orchestrator/types.js';
 import {
@@ -15,6 +17,7 @@ import {
   updatePreferences,
 } from '../manager/serviceSpec.js';
 import { splitShellWords } from '../manager/stack/shellwords.js';
+import { credentialsFor } from './credentials.js';
 import { addHealthOptions, healthFromFlags } from './health.js';
 import { ago, table } from './render.js';
 import { logQuery, relayOutput } from './streams.js';
@@ -392,6 +395,15 @@ export function taskRows(tasks: TaskRecord[]): string[][] {
     ]);
 }
 
+/** `{registryAuth}` from `tsswarm login`'s store for the image's registry (none stored: a clear error). */
+async function registryAuthFor(image: string): Promise<{ registryAuth: string }> {
+  const host = registryOf(image);
+  const creds = host ? await credentialsFor(host) : undefined;
+  if (!creds)
+    throw invalid(`--with-registry-auth: not logged in to ${host || image}: run \`tsswarm login ${host}\``);
+  return { registryAuth: encodeAuthHeader(creds) };
+}
+
 export function serviceCommands(getClient: GetClient): Command {
   const c = new Command('service').description('Manage swarm services').enablePositionalOptions();
   const create = c
@@ -418,6 +430,10 @@ export function serviceCommands(getClient: GetClient): Command {
       int('--max-concurrent'),
     )
     .option('-e, --env <KEY=VALUE>', 'environment variable', collect)
+    .option(
+      '--with-registry-auth',
+      'send your registry login for the image with the service, for the nodes to pull it',
+    )
     .option(
       '--network <network>',
       'attach to a network: NAME or name=NAME[,alias=ALIAS...] (repeatable)',
@@ -476,6 +492,7 @@ export function serviceCommands(getClient: GetClient): Command {
             nanoCpus: cpu(o.limitCpu),
           },
           ...(health ? { healthcheck: health } : {}),
+          ...(o.withRegistryAuth ? await registryAuthFor(image) : {}),
         },
         constraints: (o.constraint as string[]) ?? [],
         preferences: ((o.placementPref as string[]) ?? []).map(parsePlacementPref),
@@ -561,6 +578,10 @@ export function serviceCommands(getClient: GetClient): Command {
     .description('Update a service: a changed task spec rolls out per its update config')
     .argument('<service>')
     .option('--image <image>', 'new image')
+    .option(
+      '--with-registry-auth',
+      'send your registry login for the image with the service, for the nodes to pull it',
+    )
     .option('--args <command>', 'new command arguments, split as a shell would (e.g. "sh -c \'exit 3\'")')
     .option('--env-add <KEY=VALUE>', 'add or replace an environment variable', collect)
     .option('--replicas <n>', 'number of tasks (replicated-job: completions wanted)', int('--replicas'))
@@ -644,6 +665,7 @@ export function serviceCommands(getClient: GetClient): Command {
         ...(args ? { args } : {}),
         env,
         ...healthUpdate(cur.spec.container.healthcheck, healthFromFlags(o)),
+        ...(o.withRegistryAuth ? await registryAuthFor(String(o.image ?? cur.spec.container.image)) : {}),
       },
       update: {
         ...cur.spec.update,

@@ -51,10 +51,13 @@ export function imageCommands(getClient: () => Client): Command {
 
   c.command('ls')
     .description('List images')
+    .option('-a, --all', "also the intermediate images of builds (each step's)")
     .option('-q, --quiet', 'only display ids')
     .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'))
-    .action(async (o: { quiet?: boolean; format: string }) => {
-      const list = await getClient().request<ImageView[]>('GET', '/images/json');
+    .action(async (o: { all?: boolean; quiet?: boolean; format: string }) => {
+      const list = await getClient().request<ImageView[]>('GET', '/images/json', {
+        query: { all: o.all ? 'true' : undefined },
+      });
       if (o.quiet) return void process.stdout.write(list.map((i) => `${i.id.slice(7, 19)}\n`).join(''));
       if (o.format === 'json') return void process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
       const rows: string[][] = [];

@@ -100,7 +100,9 @@ export function registerEngineRoutes(app: FastifyInstance, engine: Engine): void
     }
   });
   registerRegistryRoutes(app, engine);
-  app.get('/images/json', async () => images.list());
+  app.get<{ Querystring: { all?: string } }>('/images/json', async (req) =>
+    images.list(truthy(req.query.all)),
+  );
   app.post<{ Querystring: { all?: string } }>('/images/prune', async (req) =>
     images.prune((id) => containers.imageUser(id), truthy(req.query.all)),
   );

@@ -4,7 +4,13 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, hostname, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
-import type { NodeRecord, ServiceRecord, ServiceSpec, TaskRecord } from '../api/cluster.js';
+import {
+  type NodeRecord,
+  REDACTED,
+  type ServiceRecord,
+  type ServiceSpec,
+  type TaskRecord,
+} from '../api/cluster.js';
 import { conflict, invalid, notFound, precondition } from '../api/errors.js';
 import { checkConsulBinary } from '../discovery/consul/agent.js';
 import { type Instance, instancesOf, type LookupOptions } from '../discovery/instances.js';
@@ -806,6 +812,14 @@ export class SwarmNode {
     return this.store.retry(async () => {
       const svc = await this.service(ref);
       const cur = await this.store.get<ServiceRecord>('services', svc.id);
+      // a client sends back the redacted credentials it was shown: they stay as they are
+      if (input.container?.registryAuth === REDACTED) {
+        input = {
+          ...input,
+          container: { ...input.container, registryAuth: cur.value.spec.container.registryAuth },
+        };
+        if (input.container!.registryAuth === undefined) delete input.container!.registryAuth;
+      }
       const spec = normalizeServiceSpec({ ...cur.value.spec, ...input, name: cur.value.spec.name });
       assertIngressPortsFree(
         spec,

@@ -2,7 +2,7 @@
  * Layer blobs: checking one (compression, diff_id, member names) and unpacking one with GNU tar,
  * whiteouts converted to overlayfs form by the native helper.
  */
-import { execFile, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { access, constants, open } from 'node:fs/promises';
@@ -62,9 +62,19 @@ function decompressed(
     src.on('error', (e) => gunzip.destroy(e));
     return { stream: src.pipe(gunzip), done: Promise.resolve() };
   }
-  const child = spawn('zstd', ['-d', '-c', '-q', '--', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const { child, done } = zstd(['-d', '-c', '-q', '--', file], label, 'ignore');
+  return { stream: child.stdout!, done };
+}
+
+/** `zstd ARGS` as a child process, and its end: a clear error when it fails or is missing. */
+function zstd(
+  args: string[],
+  label: string,
+  stdin: 'pipe' | 'ignore',
+): { child: ChildProcess; done: Promise<void> } {
+  const child = spawn('zstd', args, { stdio: [stdin, 'pipe', 'pipe'] });
   let stderr = '';
-  child.stderr.on('data', (d: Buffer) => {
+  child.stderr!.on('data', (d: Buffer) => {
     stderr += d.toString();
   });
   const done = new Promise<void>((resolve, reject) => {
@@ -85,7 +95,7 @@ function decompressed(
           ),
     );
   });
-  return { stream: child.stdout, done };
+  return { child, done };
 }
 
 function firstLine(s: string): string {
@@ -338,30 +348,9 @@ export async function unpackLayerStream(
   const stages: NodeJS.ReadWriteStream[] = [];
   if (compression === 'gzip') stages.push(createGunzip({ chunkSize: 1 << 18 }));
   else if (compression === 'zstd') {
-    const z = spawn('zstd', ['-d', '-c', '-q'], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let zerr = '';
-    z.stderr.on('data', (d: Buffer) => {
-      zerr += d.toString();
-    });
-    zstdDone = new Promise((resolve, reject) => {
-      z.on('error', (err: NodeJS.ErrnoException) =>
-        reject(
-          err.code === 'ENOENT'
-            ? archiveError('zstd-compressed layer but the zstd program is not installed', err)
-            : err,
-        ),
-      );
-      z.on('close', (code) =>
-        code === 0
-          ? resolve()
-          : reject(
-              archiveError(
-                `layer ${opts.label} cannot be decompressed (zstd: ${firstLine(zerr) || `exit status ${code}`})`,
-              ),
-            ),
-      );
-    });
-    stages.push(Duplex.from({ writable: z.stdin, readable: z.stdout }));
+    const z = zstd(['-d', '-c', '-q'], opts.label, 'pipe');
+    zstdDone = z.done;
+    stages.push(Duplex.from({ writable: z.child.stdin!, readable: z.child.stdout! }));
   }
   try {
     // GNU tar may stop reading at the end-of-archive blocks: the rest is still hashed

@@ -217,9 +217,17 @@ export class ImageStore {
     });
   }
 
-  /** All images, in the order they were first loaded. */
-  list(): ImageRecord[] {
-    return [...this.images.values()].map((i) => structuredClone(i.record));
+  /**
+   * All images, in the order they were first loaded; without `all`, not the intermediate ones
+   * (untagged images a build made another image from), as `docker images` hides them.
+   */
+  list(all = true): ImageRecord[] {
+    const parents = new Set(
+      [...this.images.values()].flatMap((i) => [...(i.parent ? [i.parent] : []), ...(i.uses ?? [])]),
+    );
+    return [...this.images.values()]
+      .filter((i) => all || i.record.repoTags.length > 0 || !parents.has(i.record.id))
+      .map((i) => structuredClone(i.record));
   }
 
   /**
@@ -397,6 +405,8 @@ export class ImageStore {
   /** The stored form of an image: its blobs and manifest (generated when it came without one). */
   manifestOf(ref: string): {
     image: ImageRecord;
+    /** False when the manifest was made here (the image came without one: a build, a legacy archive). */
+    stored: boolean;
     manifest: Buffer;
     mediaType: string;
     config: BlobDescriptor;
@@ -407,6 +417,7 @@ export class ImageStore {
     const bytes = m.bytes ?? readFileSync(path.join(this.blobsDir, hexOf(m.descriptor.digest)));
     return {
       image: structuredClone(image.record),
+      stored: m.bytes === undefined,
       manifest: bytes,
       mediaType: m.descriptor.mediaType,
       config: { ...image.config },
@@ -663,6 +674,7 @@ export class ImageStore {
         },
         img.config.file.file,
       ),
+      layerSizes: img.layers.map((l) => infos.get(l.file.file)!.size),
       layerBlobs: img.layers.map((l) =>
         keep({ mediaType: l.mediaType, digest: l.digest, size: l.file.size }, l.file.file),
       ),

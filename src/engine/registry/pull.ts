@@ -55,6 +55,31 @@ export interface PullResult {
 
 const short = (digest: string) => digest.replace(/^sha256:/, '').slice(0, 12);
 
+/**
+ * A pass-through that counts bytes (from `start`), calls `onChunk` with each chunk and the count,
+ * and `report` with the count at most every 200 ms (progress lines).
+ */
+export function progressCounter(
+  start: number,
+  onChunk: (chunk: Buffer, count: number) => void,
+  report: (count: number) => void,
+): Transform {
+  let count = start;
+  let last = 0;
+  return new Transform({
+    transform(chunk: Buffer, _e, cb) {
+      count += chunk.length;
+      onChunk(chunk, count);
+      const now = Date.now();
+      if (now - last > 200) {
+        last = now;
+        report(count);
+      }
+      cb(null, chunk);
+    },
+  });
+}
+
 /** `os/arch[/variant]`, as `--platform` takes it. */
 export function parsePlatform(s: string | undefined): Platform {
   if (!s) return hostPlatform();
@@ -289,19 +314,14 @@ export class ImagePuller {
     }
     if (offset > 0) emit({ id, status: `Resuming from ${offset} bytes`, current: offset, total: d.size });
     let current = offset;
-    let lastEmit = 0;
-    const counter = new Transform({
-      transform(chunk: Buffer, _e, cb) {
+    const counter = progressCounter(
+      offset,
+      (chunk, n) => {
         hash.update(chunk);
-        current += chunk.length;
-        const now = Date.now();
-        if (now - lastEmit > 200) {
-          lastEmit = now;
-          emit({ id, status: 'Downloading', current, total: d.size });
-        }
-        cb(null, chunk);
+        current = n;
       },
-    });
+      (n) => emit({ id, status: 'Downloading', current: n, total: d.size }),
+    );
     // a fresh download is unpacked as it arrives; a resumed one once complete
     const file = createWriteStream(partial, { flags: offset > 0 ? 'a' : 'w' });
     const feed = offset === 0 ? new PassThrough() : undefined;

@@ -4,14 +4,14 @@
  * image is also tagged in — then the manifest is put under the tag.
  */
 import { createReadStream } from 'node:fs';
-import { Transform } from 'node:stream';
+import { readFile } from 'node:fs/promises';
 import { invalid } from '../../api/errors.js';
 import { parseReference } from '../images/reference.js';
 import type { ImageStore } from '../images/store.js';
 import type { BlobDescriptor } from '../images/types.js';
 import type { RegistryCredentials } from './auth.js';
 import { Repository } from './client.js';
-import { mapLimit, type ProgressEvent } from './pull.js';
+import { mapLimit, type ProgressEvent, progressCounter } from './pull.js';
 import { type RegistryOptions, RegistrySession } from './transport.js';
 
 export interface PushOptions {
@@ -67,25 +67,27 @@ export async function pushImage(
         location = r.location;
       }
       const file = store.blobPath(b.digest);
-      await repo.putBlob(location, b.digest, b.size, () => {
-        let current = 0;
-        let last = 0;
-        const counter = new Transform({
-          transform(chunk: Buffer, _e, cb) {
-            current += chunk.length;
-            const now = Date.now();
-            if (now - last > 200) {
-              last = now;
-              emit({ id, status: 'Pushing', current, total: b.size });
-            }
-            cb(null, chunk);
-          },
-        });
-        return createReadStream(file).pipe(counter);
-      });
+      await repo.putBlob(location, b.digest, b.size, () =>
+        createReadStream(file).pipe(
+          progressCounter(
+            0,
+            () => undefined,
+            (current) => emit({ id, status: 'Pushing', current, total: b.size }),
+          ),
+        ),
+      );
       emit({ id, status: 'Pushed' });
     });
     const digest = await repo.putManifest(tag, local.mediaType, local.manifest);
+    if (!local.stored) {
+      // the image is now known by this manifest's digest here too (`name@digest` resolves)
+      await store.commit({
+        config: { ...local.config, bytes: await readFile(store.blobPath(local.config.digest)) },
+        manifest: { digest, mediaType: local.mediaType, bytes: local.manifest },
+        layers: local.layers.map((descriptor) => ({ descriptor })),
+        tags: [],
+      });
+    }
     emit({ status: `${tag}: digest: ${digest} size: ${local.manifest.length}` });
     return { digest, size: local.manifest.length, tag };
   } finally {
