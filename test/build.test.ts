@@ -29,6 +29,7 @@ COPY --from=builder /src/out.txt ./
 COPY --chown=1000:1000 data/ ./data/
 ADD archive.tar.gz /opt/
 COPY . /ctx/
+COPY greet.txt /tmp/
 EXPOSE 8080/tcp 53/udp
 STOPSIGNAL SIGINT
 HEALTHCHECK --interval=5s --retries=2 CMD true
@@ -104,6 +105,11 @@ t.test('multi-stage build, config instructions, cache rules, errors with their l
     '/app/out.txt',
   ]);
   t.equal(owners, '1000:1000 /app/data/a.txt\n0:0 /app/out.txt\n', '--chown applies; COPY defaults to root');
+  t.equal(
+    await ok(d, ['container', 'run', '--rm', '--entrypoint', 'stat', 'built:1', '-c', '%a %u', '/tmp']),
+    '1777 0\n',
+    'a COPY into /tmp leaves its mode alone',
+  );
   const ctxList = await ok(d, ['container', 'run', '--rm', '--entrypoint', 'ls', 'built:1', '-a', '/ctx']);
   t.notMatch(ctxList, /secret|notes\.md/, '.dockerignore keeps files out of the context');
   t.match(ctxList, /keep\.md/, 'an exception brings one back');

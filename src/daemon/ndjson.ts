@@ -6,20 +6,23 @@
 import type { FastifyReply } from 'fastify';
 import { TsswarmError } from '../api/errors.js';
 
+/** `run` gets a signal that aborts when the client goes away (a build stops; a shared pull does not). */
 export async function ndjson<T>(
   reply: FastifyReply,
-  run: (emit: (event: object) => void) => Promise<T>,
+  run: (emit: (event: object) => void, signal: AbortSignal) => Promise<T>,
 ): Promise<void> {
   reply.hijack();
   const raw = reply.raw;
   raw.writeHead(200, { 'content-type': 'application/x-ndjson' });
   const ac = new AbortController();
-  raw.on('close', () => ac.abort());
+  raw.on('close', () => {
+    if (!raw.writableFinished) ac.abort();
+  });
   const emit = (e: object) => {
     if (!raw.writableEnded) raw.write(`${JSON.stringify(e)}\n`);
   };
   try {
-    const result = await run(emit);
+    const result = await run(emit, ac.signal);
     emit({ result });
   } catch (err) {
     const e =

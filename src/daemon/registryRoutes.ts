@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import type { FastifyInstance } from 'fastify';
 import { invalid } from '../api/errors.js';
 import type { Engine } from '../engine/engine.js';
@@ -77,8 +78,9 @@ export function registerRegistryRoutes(app: FastifyInstance, engine: Engine): vo
     const ctx = await fs.mkdtemp(join(root, 'ctx-'));
     try {
       await unpackContext(req.body as Readable, ctx);
-      await ndjson(reply, async (emit) => {
+      await ndjson(reply, async (emit, signal) => {
         const r = await engine.builder.build({
+          signal,
           context: ctx,
           dockerfile: q.dockerfile || 'Dockerfile',
           tags,
@@ -108,22 +110,28 @@ export function registerRegistryRoutes(app: FastifyInstance, engine: Engine): vo
 }
 
 /** Unpacks the build context a client sent (a tar stream) with GNU tar: no owners kept, nothing outside `dir`. */
-function unpackContext(body: Readable, dir: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('tar', ['-x', '--no-same-owner', '-f', '-', '-C', dir], {
-      stdio: ['pipe', 'ignore', 'pipe'],
-    });
-    let err = '';
-    child.stderr.on('data', (d: Buffer) => {
-      err += d.toString();
-    });
-    child.on('error', reject);
-    child.on('close', (code) =>
-      code === 0
-        ? resolve()
-        : reject(invalid(`the build context is not a valid tar stream: ${err.trim().split('\n')[0]}`)),
-    );
-    body.on('error', reject);
-    body.pipe(child.stdin);
+async function unpackContext(body: Readable, dir: string): Promise<void> {
+  const child = spawn('tar', ['-x', '--no-same-owner', '-f', '-', '-C', dir], {
+    stdio: ['pipe', 'ignore', 'pipe'],
   });
+  let err = '';
+  child.stderr.on('data', (d: Buffer) => {
+    err += d.toString();
+  });
+  const exited = new Promise<number>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code) => resolve(code ?? 1));
+  });
+  try {
+    await pipeline(body, child.stdin);
+  } catch (e) {
+    // tar stopped reading (a bad archive) or the client went away: tar must not outlive the upload
+    child.kill('SIGKILL');
+    const code = await exited.catch(() => 1);
+    if (code !== 0 && err.trim())
+      throw invalid(`the build context is not a valid tar stream: ${err.trim().split('\n')[0]}`);
+    throw invalid(`the build context upload failed: ${(e as Error).message}`);
+  }
+  const code = await exited;
+  if (code !== 0) throw invalid(`the build context is not a valid tar stream: ${err.trim().split('\n')[0]}`);
 }

@@ -7,6 +7,7 @@ import {
   type ServiceSpec,
 } from '../api/cluster.js';
 import { invalid } from '../api/errors.js';
+import { decodeAuthHeader } from '../engine/registry/auth.js';
 import { parseConstraint } from '../scheduler/constraints.js';
 import type { HostPort } from '../scheduler/types.js';
 import { scheduleFrom } from './jobs/schedule.js';
@@ -86,6 +87,16 @@ export function normalizeServiceSpec(input: ServiceSpecInput): ServiceSpec {
     return { target, ...(aliases.length ? { aliases } : {}) };
   });
   const container = input.container ?? { image, env: [], labels: {}, stopGracePeriodMs: 10_000, limits: {} };
+  if (container.registryAuth !== undefined) {
+    let ok = false;
+    try {
+      ok = decodeAuthHeader(container.registryAuth) !== undefined;
+    } catch {}
+    if (!ok)
+      throw invalid(
+        'malformed registry credentials: send them with --with-registry-auth (after `tsswarm login`)',
+      );
+  }
   return {
     name,
     mode,

@@ -812,13 +812,15 @@ export class SwarmNode {
     return this.store.retry(async () => {
       const svc = await this.service(ref);
       const cur = await this.store.get<ServiceRecord>('services', svc.id);
-      // a client sends back the redacted credentials it was shown: they stay as they are
+      // a client sends back the redacted credentials it was shown: they stay as they are, as long
+      // as the image stays on that registry (they are never sent to another)
       if (input.container?.registryAuth === REDACTED) {
-        input = {
-          ...input,
-          container: { ...input.container, registryAuth: cur.value.spec.container.registryAuth },
-        };
-        if (input.container!.registryAuth === undefined) delete input.container!.registryAuth;
+        const sameRegistry =
+          registryOf(input.container.image ?? cur.value.spec.container.image) ===
+          registryOf(cur.value.spec.container.image);
+        const kept = sameRegistry ? cur.value.spec.container.registryAuth : undefined;
+        const { registryAuth: _shown, ...rest } = input.container;
+        input = { ...input, container: { ...rest, ...(kept ? { registryAuth: kept } : {}) } };
       }
       const spec = normalizeServiceSpec({ ...cur.value.spec, ...input, name: cur.value.spec.name });
       assertIngressPortsFree(
@@ -827,11 +829,19 @@ export class SwarmNode {
       );
       await this.networks.checkAttachments((spec.networks ?? []).map((a) => a.target));
       // scaling (and a job's concurrency and schedule) is not a change of what the tasks run
+      // nor are new registry credentials (the next tasks pull with them, as swarmkit's do)
       const taskSpec = (x: ServiceSpec) =>
-        JSON.stringify({ ...x, replicas: 0, maxConcurrent: undefined, schedule: undefined });
+        JSON.stringify({
+          ...x,
+          replicas: 0,
+          maxConcurrent: undefined,
+          schedule: undefined,
+          container: { ...x.container, registryAuth: undefined },
+        });
       const changed = opts.force || taskSpec(spec) !== taskSpec(cur.value.spec);
       const rescheduled = JSON.stringify(spec.schedule) !== JSON.stringify(cur.value.spec.schedule);
-      if (!changed && !rescheduled && spec.replicas === cur.value.spec.replicas) return cur.value;
+      const newAuth = spec.container.registryAuth !== cur.value.spec.container.registryAuth;
+      if (!changed && !rescheduled && !newAuth && spec.replicas === cur.value.spec.replicas) return cur.value;
       const updated: ServiceRecord = changed
         ? {
             ...cur.value,
@@ -878,7 +888,12 @@ export class SwarmNode {
     const existing = (await this.services()).filter((s) => s.spec.labels[STACK_LABEL] === stack.name);
     for (const spec of specs) {
       const auth = registryAuth[registryOf(spec.container.image)];
-      const kept = existing.find((s) => s.spec.name === spec.name)?.spec.container.registryAuth;
+      const before = existing.find((s) => s.spec.name === spec.name)?.spec.container;
+      // kept only while the image stays on the registry they are for
+      const kept =
+        before && registryOf(before.image) === registryOf(spec.container.image)
+          ? before.registryAuth
+          : undefined;
       if (auth ?? kept) spec.container.registryAuth = auth ?? kept;
     }
     const result = {

@@ -20,12 +20,20 @@ import { followLogs, openLiveLog, readLogs } from '../containers/logs.js';
 import type { ContainerManager } from '../containers/manager.js';
 import { LAYER_MEDIA_TYPES } from '../images/layer.js';
 import { hostPlatform, MEDIA } from '../images/oci.js';
+import { registryOf } from '../images/reference.js';
 import type { ImageStore } from '../images/store.js';
 import type { BlobDescriptor, ImageConfig } from '../images/types.js';
 import type { RegistryCredentials } from '../registry/auth.js';
 import type { ImagePuller } from '../registry/pull.js';
 import { BuildCache } from './cache.js';
-import { checksumSources, findSources, placeSources, resolveChown } from './context.js';
+import {
+  checksumSources,
+  findSources,
+  mirrorParents,
+  placeSources,
+  resolveChown,
+  resolveInRoot,
+} from './context.js';
 import {
   type Dockerfile,
   EXPANDS,
@@ -52,6 +60,8 @@ export interface BuildOptions {
   target?: string;
   /** Credentials per registry host, for FROM images that must be pulled. */
   registryAuth?: Record<string, RegistryCredentials>;
+  /** Aborted when the client goes away: the running step's container is killed, no step follows. */
+  signal?: AbortSignal;
   /** Build output, Docker's lines ("Step 1/5 : FROM …", " ---> Using cache", RUN output…). */
   out: (text: string) => void;
 }
@@ -165,6 +175,7 @@ export class Builder {
           step++;
           o.out(`Step ${step}/${total} : ${raw.original}\n`);
           const where = `${df.file}:${raw.line}`;
+          if (o.signal?.aborted) throw invalid('the build was cancelled (the client went away)');
           try {
             const cached = await this.step(raw, state, df, { globalArgs, used, results, work, o });
             steps.push({ instruction: raw.original, cached });
@@ -221,8 +232,7 @@ export class Builder {
       } catch (err) {
         if (!(err instanceof TsswarmError) || err.code !== 'not_found') throw err;
         o.out(`Pulling ${ref}\n`);
-        const domain = ref.includes('/') ? ref.split('/')[0]! : 'docker.io';
-        const creds = o.registryAuth?.[domain];
+        const creds = o.registryAuth?.[registryOf(ref)];
         id = (await this.puller.pull(ref, creds ? { creds } : {})).image.id;
       }
     }
@@ -465,11 +475,25 @@ export class Builder {
     o.out(` ---> Running in ${short(record.id)}\n`);
     const bundle = this.containers.bundle(record.id);
     try {
-      // the working directory exists before the command runs (and is part of the layer)
+      // the working directory exists before the command runs (and is part of the layer); the
+      // directories on the way keep the image's mode and owner
       const wd = cfg.WorkingDir;
-      if (wd && wd !== '/' && !this.store.layerDirs(state.imageId).some((l) => existsSync(path.join(l, wd))))
-        await fs.mkdir(path.join(bundle, 'upper', wd), { recursive: true, mode: 0o755 });
+      if (wd && wd !== '/') {
+        const view = await this.mountImage(state.imageId, work);
+        try {
+          const wdRel = await resolveInRoot(view.dir, wd, true);
+          if (!existsSync(path.join(view.dir, wdRel))) {
+            await fs.mkdir(path.join(bundle, 'upper', wdRel), { recursive: true, mode: 0o755 });
+            await mirrorParents(path.join(bundle, 'upper'), wdRel, view.dir, false);
+          }
+        } finally {
+          await view.unmount();
+        }
+      }
       await this.containers.start(record.id);
+      const cancel = () => void this.containers.kill(record.id).catch(() => undefined);
+      o.signal?.addEventListener('abort', cancel, { once: true });
+      if (o.signal?.aborted) cancel();
       const live = await openLiveLog(bundle);
       for (const e of await readLogs(bundle, {}, live)) o.out(e.line);
       await followLogs(
@@ -552,22 +576,28 @@ export class Builder {
           throw invalid(`invalid --chmod "${instr.chmod}": use octal, e.g. 755`);
         chmod = Number.parseInt(instr.chmod, 8);
       }
-      const destIsDir =
-        instr.dest.endsWith('/') ||
-        instr.dest === '.' ||
-        instr.dest.endsWith('/.') ||
-        (state.imageId !== undefined &&
-          this.store.layerDirs(state.imageId).some((l) => isDir(path.join(l, dest))));
+      // the destination as the image sees it: through its symlinks (/bin → usr/bin), never out of it
+      const view = state.imageId ? await this.mountImage(state.imageId, ctx.work) : undefined;
       const stage = path.join(ctx.work, `copy-${randomBytes(6).toString('hex')}`);
-      await fs.mkdir(stage, { mode: 0o755 });
-      await placeSources(stage, sources, {
-        dest,
-        destIsDir,
-        owner,
-        unpack: instr.kind === 'add',
-        what,
-        ...(chmod !== undefined ? { chmod } : {}),
-      });
+      try {
+        const destRel = view ? await resolveInRoot(view.dir, dest, true) : dest.replace(/^\/+/, '');
+        const existingDir = view !== undefined && isDir(path.join(view.dir, destRel));
+        const destIsDir =
+          instr.dest.endsWith('/') || instr.dest === '.' || instr.dest.endsWith('/.') || existingDir;
+        await fs.mkdir(stage, { mode: 0o755 });
+        await placeSources(stage, sources, {
+          dest: `/${destRel}`,
+          destIsDir,
+          owner,
+          unpack: instr.kind === 'add',
+          what,
+          ...(chmod !== undefined ? { chmod } : {}),
+        });
+        // directories on the way keep the image's mode and owner (a COPY into /tmp keeps 1777)
+        await mirrorParents(stage, destRel, view?.dir, existingDir);
+      } finally {
+        await view?.unmount();
+      }
       const blob = path.join(ctx.work, `layer-${randomBytes(6).toString('hex')}.tar.gz`);
       const layer = await writeLayerFromDir(stage, blob);
       await fs.rm(stage, { recursive: true, force: true });

@@ -7,7 +7,7 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, type Stats } from 'node:fs';
-import { chmod, cp, lchown, lstat, mkdir, open, readdir, readlink, realpath } from 'node:fs/promises';
+import { chmod, cp, lchown, lstat, mkdir, open, readdir, readlink, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { invalid } from '../../api/errors.js';
@@ -44,6 +44,61 @@ function segmentRegExp(seg: string): RegExp {
   return new RegExp(`^${re}$`);
 }
 
+/**
+ * `rel` resolved inside `root` the way the image (or context) sees it: symlinks on the way are
+ * followed with absolute targets taken from `root` and `..` stopping at `root` (Docker's
+ * FollowSymlinkInScope), so nothing outside `root` is ever reached. The last component is
+ * followed too when `followLast`. Returns the path relative to `root` ('' for the root).
+ */
+export async function resolveInRoot(root: string, rel: string, followLast: boolean): Promise<string> {
+  const queue = rel.split('/').filter((p) => p !== '' && p !== '.');
+  const cur: string[] = [];
+  let hops = 0;
+  while (queue.length > 0) {
+    const part = queue.shift()!;
+    if (part === '..') {
+      cur.pop();
+      continue;
+    }
+    const abs = path.join(root, ...cur, part);
+    const st = await lstat(abs).catch(() => undefined);
+    if (st?.isSymbolicLink() && (queue.length > 0 || followLast)) {
+      if (++hops > 40) throw invalid(`too many levels of symbolic links in ${rel}`);
+      const target = await readlink(abs);
+      if (target.startsWith('/')) cur.length = 0;
+      queue.unshift(...target.split('/').filter((p) => p !== '' && p !== '.'));
+      continue;
+    }
+    cur.push(part);
+  }
+  return cur.join('/');
+}
+
+/**
+ * Gives the directories on the way to `rel` in `stage` (a layer being made) the mode, owner and
+ * times they have in the image (`view`), so the layer does not change them (a COPY into /tmp
+ * keeps /tmp's 1777). Directories the image lacks keep what they were made with.
+ */
+export async function mirrorParents(
+  stage: string,
+  rel: string,
+  view: string | undefined,
+  includeLast: boolean,
+): Promise<void> {
+  if (!view) return;
+  const parts = rel.split('/').filter((p) => p !== '');
+  const upTo = includeLast ? parts.length : parts.length - 1;
+  for (let i = 1; i <= upTo; i++) {
+    const sub = parts.slice(0, i).join('/');
+    const img = await lstat(path.join(view, sub)).catch(() => undefined);
+    const mine = await lstat(path.join(stage, sub)).catch(() => undefined);
+    if (!img?.isDirectory() || !mine?.isDirectory()) continue;
+    await lchown(path.join(stage, sub), img.uid, img.gid);
+    await chmod(path.join(stage, sub), img.mode & 0o7777);
+    await utimes(path.join(stage, sub), img.atime, img.mtime);
+  }
+}
+
 /** Cleans a source path; one that leaves the root is refused. */
 export function cleanSource(src: string, what: string): string {
   const cleaned = path.posix.normalize(`/${src}`).slice(1);
@@ -52,23 +107,24 @@ export function cleanSource(src: string, what: string): string {
   return cleaned === '' ? '.' : cleaned;
 }
 
-/** The sources one COPY/ADD argument names (wildcards expanded); none found is an error. */
+/**
+ * The sources one COPY/ADD argument names (wildcards expanded); none found is an error. Paths
+ * are resolved inside `root` (symlinks on the way cannot lead out of it); a source that is
+ * itself a symlink is copied as the link.
+ */
 export async function findSources(root: string, src: string, what: string): Promise<Source[]> {
   const rel = cleanSource(src, what);
-  const realRoot = await realpath(root);
-  const inside = async (abs: string) => {
-    const r = await realpath(abs).catch(() => abs);
-    if (r !== realRoot && !r.startsWith(`${realRoot}/`) && !(await lstat(abs)).isSymbolicLink())
-      throw invalid(`${what} failed: forbidden path outside the build context: ${src}`);
+  const at = async (r: string): Promise<Source | undefined> => {
+    const inRoot = await resolveInRoot(root, r, false);
+    const abs = inRoot === '' ? root : path.join(root, inRoot);
+    const st = await lstat(abs).catch(() => undefined);
+    return st ? { rel: r, abs, stat: st } : undefined;
   };
   if (!GLOB.test(rel)) {
-    const abs = path.join(root, rel);
-    const st = await lstat(abs).catch(() => undefined);
-    if (!st)
+    const found = await at(rel);
+    if (!found)
       throw invalid(`${what} failed: file not found in build context or excluded by .dockerignore: ${src}`);
-    // a symlinked directory on the way must not lead out of the root
-    await inside(rel === '.' ? abs : path.dirname(abs));
-    return [{ rel, abs, stat: st }];
+    return [found];
   }
   const segs = rel.split('/');
   let found: string[] = [''];
@@ -77,11 +133,12 @@ export async function findSources(root: string, src: string, what: string): Prom
     for (const base of found) {
       if (!GLOB.test(seg)) {
         const p = base ? `${base}/${seg}` : seg;
-        if (await lstat(path.join(root, p)).catch(() => undefined)) next.push(p);
+        if (await at(p)) next.push(p);
         continue;
       }
       const re = segmentRegExp(seg);
-      const names = await readdir(path.join(root, base || '.')).catch(() => [] as string[]);
+      const dir = path.join(root, await resolveInRoot(root, base, true));
+      const names = await readdir(dir).catch(() => [] as string[]);
       for (const n of names.sort()) if (re.test(n)) next.push(base ? `${base}/${n}` : n);
     }
     found = next;
@@ -90,9 +147,8 @@ export async function findSources(root: string, src: string, what: string): Prom
     throw invalid(`${what} failed: no source files were specified: ${src} matches nothing`);
   const out: Source[] = [];
   for (const f of found) {
-    const abs = path.join(root, f);
-    await inside(path.dirname(abs));
-    out.push({ rel: f, abs, stat: await lstat(abs) });
+    const s2 = await at(f);
+    if (s2) out.push(s2);
   }
   return out;
 }

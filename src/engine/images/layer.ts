@@ -280,6 +280,19 @@ export async function unpackLayerStream(
   opts: { label: string; shimPath: string; tar?: string },
 ): Promise<LayerInfo> {
   const it = input[Symbol.asyncIterator]();
+  try {
+    return await unpackFrom(it, dir, opts);
+  } catch (err) {
+    await it.return?.().catch(() => undefined); // the source (a file, a download) is released
+    throw err;
+  }
+}
+
+async function unpackFrom(
+  it: AsyncIterator<Buffer>,
+  dir: string,
+  opts: { label: string; shimPath: string; tar?: string },
+): Promise<LayerInfo> {
   const head: Buffer[] = [];
   let headLen = 0;
   let ended = false;
@@ -329,6 +342,7 @@ export async function unpackLayerStream(
     tarChild.on('error', reject);
     tarChild.on('close', (code) => resolve(code ?? 1));
   });
+  tarDone.catch(() => undefined); // awaited below; a spawn failure must not go unhandled meanwhile
   let problem: Error | undefined;
   const scanner = new TarScanner((why) => {
     problem ??= archiveError(`layer ${opts.label} ${why}`);

@@ -222,9 +222,7 @@ export class ImageStore {
    * (untagged images a build made another image from), as `docker images` hides them.
    */
   list(all = true): ImageRecord[] {
-    const parents = new Set(
-      [...this.images.values()].flatMap((i) => [...(i.parent ? [i.parent] : []), ...(i.uses ?? [])]),
-    );
+    const parents = this.parentsOfOthers();
     return [...this.images.values()]
       .filter((i) => all || i.record.repoTags.length > 0 || !parents.has(i.record.id))
       .map((i) => structuredClone(i.record));
@@ -304,9 +302,7 @@ export class ImageStore {
       this.assertReady();
       const deleted: string[] = [];
       for (;;) {
-        const parents = new Set(
-          [...this.images.values()].map((i) => i.parent).filter((p) => p !== undefined),
-        );
+        const parents = this.parentsOfOthers();
         const doomed = [...this.images.values()].filter(
           (i) =>
             inUse(i.record.id) === undefined &&
@@ -324,6 +320,7 @@ export class ImageStore {
       }
       let reclaimed = await this.collectGarbage();
       for (const name of await readdir(this.downloadsDir)) {
+        if (this.heldDownloads.has(name.replace(/\.partial$/, ''))) continue;
         const p = path.join(this.downloadsDir, name);
         reclaimed += (await stat(p).catch(() => ({ size: 0 }))).size;
         await rm(p, { recursive: true, force: true });
@@ -547,6 +544,28 @@ export class ImageStore {
         for (const l of input.layers) if (l.staged) await rm(l.staged.dir, { recursive: true, force: true });
       }
     });
+  }
+
+  /** downloads/ entries of pulls in progress (hex digest → pulls holding it): prune leaves them. */
+  private readonly heldDownloads = new Map<string, number>();
+
+  holdDownloads(hexes: string[]): void {
+    for (const h of hexes) this.heldDownloads.set(h, (this.heldDownloads.get(h) ?? 0) + 1);
+  }
+
+  releaseDownloads(hexes: string[]): void {
+    for (const h of hexes) {
+      const n = (this.heldDownloads.get(h) ?? 1) - 1;
+      if (n > 0) this.heldDownloads.set(h, n);
+      else this.heldDownloads.delete(h);
+    }
+  }
+
+  /** Images another image was built from (its parent, or another stage of its build). */
+  private parentsOfOthers(): Set<string> {
+    return new Set(
+      [...this.images.values()].flatMap((i) => [...(i.parent ? [i.parent] : []), ...(i.uses ?? [])]),
+    );
   }
 
   /** The unpacked size of a layer, from any image that recorded it (0 when none did). */

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { buildTar } from './tar-writer.js';
+import { buildTar, encodeEntry, padding } from './tar-writer.js';
 import { TarScanner } from './tarscan.js';
 
 /** Scans `tar` fed in chunks of `size` bytes; returns the result and the problems reported. */
@@ -49,4 +49,18 @@ t.test('unsafe names and broken headers are reported', async (t) => {
   const bad = buildTar([file('a')]);
   bad[0] = bad[0]! ^ 0xff;
   t.match(scan(bad, 512).problems, [/bad header checksum/]);
+});
+
+t.test('a pax size record gives the member its size (as Go writes big files)', async (t) => {
+  const data = Buffer.alloc(600, 7);
+  const tar = Buffer.concat([
+    encodeEntry({ path: 'big', type: 'file', size: 0, pax: { size: String(data.length) } }),
+    data,
+    padding(data.length),
+    buildTar([file('dir/.wh.gone')]),
+  ]);
+  const r = scan(tar, 100);
+  t.same(r.problems, [], 'the content is skipped, not read as headers');
+  t.equal(r.entries, 2);
+  t.ok(r.hasWhiteouts, 'the member after it is seen');
 });

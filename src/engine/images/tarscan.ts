@@ -52,6 +52,8 @@ export class TarScanner {
   private collect?: { kind: 'pax' | 'longname' | 'longlink'; size: number; parts: Buffer[]; got: number };
   private nextPath?: string;
   private nextLink?: string;
+  /** A pax `size` record: the next member's real size (≥ 8 GiB, or written so by Go's tar). */
+  private nextSize?: number;
   private zeros = 0;
   private done = false;
   private readonly result: ScanResult = { entries: 0, hasWhiteouts: false };
@@ -98,6 +100,7 @@ export class TarScanner {
       const r = paxRecords(data);
       if (r.path !== undefined) this.nextPath = r.path;
       if (r.linkpath !== undefined) this.nextLink = r.linkpath;
+      if (r.size !== undefined && /^\d+$/.test(r.size)) this.nextSize = Number(r.size);
     } else if (col.kind === 'longname') this.nextPath = cstr(data, 0, data.length);
     else this.nextLink = cstr(data, 0, data.length);
   }
@@ -116,7 +119,9 @@ export class TarScanner {
       return;
     }
     const type = String.fromCharCode(h[156]! || 0x30);
-    const size = octal(h, 124, 12);
+    const isMember = type !== 'x' && type !== 'L' && type !== 'K' && type !== 'g';
+    const size = isMember && this.nextSize !== undefined ? this.nextSize : octal(h, 124, 12);
+    if (isMember) this.nextSize = undefined;
     const padded = Math.ceil(size / BLOCK) * BLOCK;
     if (type === 'x' || type === 'L' || type === 'K') {
       this.collect = {
@@ -145,8 +150,8 @@ export class TarScanner {
     if (type === '1' && unsafe(link)) this.problem(`has an unsafe hard link target "${link}"`);
     const base = name.replace(/\/$/, '').split('/').pop() ?? '';
     if (base.startsWith('.wh.')) this.result.hasWhiteouts = true;
-    // only regular files (and old-style contiguous files) carry content
-    this.skip = type === '0' || type === '7' || type === '\0' ? padded : 0;
+    // regular and contiguous files carry content, and GNU sparse files their stored data
+    this.skip = type === '0' || type === '7' || type === 'S' ? padded : 0;
   }
 
   finish(): ScanResult {

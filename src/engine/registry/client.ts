@@ -151,7 +151,13 @@ export class Repository {
       what: `manifest ${this.name}:${reference}`,
     });
     await res.body.dump();
-    return responseHeader(res.headers, 'docker-content-digest') ?? `sha256:${sha256Hex(bytes)}`;
+    const digest = `sha256:${sha256Hex(bytes)}`;
+    const said = responseHeader(res.headers, 'docker-content-digest');
+    if (said && said !== digest)
+      throw registryError(
+        `registry ${this.session.host} stored manifest ${this.name}:${reference} as ${said}, not ${digest}`,
+      );
+    return digest;
   }
 
   private location(res: RegistryResponse): string {

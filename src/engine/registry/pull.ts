@@ -159,7 +159,9 @@ export class ImagePuller {
   /** Pulls `ref`; a pull of the same reference already running is joined instead. */
   pull(ref: string, o: PullOptions = {}): Promise<PullResult> {
     const p = parseReference(ref.trim());
-    const key = `${p.domain}/${p.path}${p.digest ? `@${p.digest}` : `:${p.tag ?? 'latest'}`}|${JSON.stringify(o.platform ?? {})}`;
+    // a pull with other credentials is another pull (it may be allowed what this one is not)
+    const who = o.creds ? sha256Hex(Buffer.from(JSON.stringify(o.creds))).slice(0, 16) : '';
+    const key = `${p.domain}/${p.path}${p.digest ? `@${p.digest}` : `:${p.tag ?? 'latest'}`}|${JSON.stringify(o.platform ?? {})}|${who}`;
     let run = this.pulls.get(key);
     if (!run) {
       const listeners = new Set<(e: ProgressEvent) => void>();
@@ -221,31 +223,44 @@ export class ImagePuller {
           `image config of ${repo.name} lists ${diffIds.length} layers, its manifest ${manifest.layers.length}`,
         );
 
-      const layers = await mapLimit(manifest.layers, this.concurrency, async (l, i) => {
-        const id = short(l.digest);
-        if (this.store.hasLayer(diffIds[i]!, l.digest)) {
-          emit({ id, status: 'Already exists' });
-          return { descriptor: { mediaType: l.mediaType, digest: l.digest, size: l.size } };
-        }
-        emit({ id, status: 'Waiting' });
-        const { file, staged } = await this.download(repo, l, diffIds[i]!, emit, o.signal);
-        emit({ id, status: 'Pull complete' });
-        return {
-          descriptor: { mediaType: l.mediaType || staged.mediaType, digest: l.digest, size: l.size },
-          staged: { blob: file, dir: staged.dir, size: staged.size },
-        };
-      });
-      const tag = p.digest ? '' : normalizeTag(ref);
-      const image = await this.store.commit({
-        config: { digest: manifest.config.digest, mediaType: configType, bytes: configBytes },
-        manifest: { digest: m.digest, mediaType: m.mediaType, bytes: m.bytes },
-        layers,
-        tags: tag ? [tag] : [],
-        ...(top.digest !== m.digest ? { extraDigests: [top.digest] } : {}),
-      });
-      emit({ status: `Digest: ${top.digest}` });
-      emit({ status: `Status: Downloaded image for ${ref}` });
-      return { image, digest: top.digest, tag };
+      // downloads/ entries of this pull are kept from `image prune` until it is committed; the
+      // layers it unpacked are removed if it fails
+      const held = manifest.layers.map((l) => l.digest.replace(/^sha256:/, ''));
+      this.store.holdDownloads(held);
+      const unpacked: string[] = [];
+      try {
+        const layers = await mapLimit(manifest.layers, this.concurrency, async (l, i) => {
+          const id = short(l.digest);
+          if (this.store.hasLayer(diffIds[i]!, l.digest)) {
+            emit({ id, status: 'Already exists' });
+            return { descriptor: { mediaType: l.mediaType, digest: l.digest, size: l.size } };
+          }
+          emit({ id, status: 'Waiting' });
+          const { file, staged } = await this.download(repo, l, diffIds[i]!, emit, o.signal);
+          unpacked.push(staged.dir);
+          emit({ id, status: 'Pull complete' });
+          return {
+            descriptor: { mediaType: l.mediaType || staged.mediaType, digest: l.digest, size: l.size },
+            staged: { blob: file, dir: staged.dir, size: staged.size },
+          };
+        });
+        const tag = p.digest ? '' : normalizeTag(ref);
+        const image = await this.store.commit({
+          config: { digest: manifest.config.digest, mediaType: configType, bytes: configBytes },
+          manifest: { digest: m.digest, mediaType: m.mediaType, bytes: m.bytes },
+          layers,
+          tags: tag ? [tag] : [],
+          ...(top.digest !== m.digest ? { extraDigests: [top.digest] } : {}),
+        });
+        emit({ status: `Digest: ${top.digest}` });
+        emit({ status: `Status: Downloaded image for ${ref}` });
+        return { image, digest: top.digest, tag };
+      } catch (err) {
+        for (const dir of unpacked) await rm(dir, { recursive: true, force: true });
+        throw err;
+      } finally {
+        this.store.releaseDownloads(held);
+      }
     } finally {
       await session.close().catch(() => undefined);
     }
@@ -326,9 +341,14 @@ export class ImagePuller {
     const file = createWriteStream(partial, { flags: offset > 0 ? 'a' : 'w' });
     const feed = offset === 0 ? new PassThrough() : undefined;
     const unpacking = feed ? this.store.stageLayerFrom(feed, diffId, label) : undefined;
-    unpacking?.catch((err: unknown) => got.body.destroy(err as Error));
+    const sink = feed ? tee(file, feed) : file;
+    // a refused layer stops its download (the body may have ended: the tee still waits on feed)
+    unpacking?.catch((err: unknown) => {
+      got.body.destroy(err as Error);
+      sink.destroy(err as Error);
+    });
     try {
-      await pipeline(got.body, counter, feed ? tee(file, feed) : file);
+      await pipeline(got.body, counter, sink);
     } catch (err) {
       const unpackErr = await unpacking?.then(
         async (staged) => {
@@ -362,7 +382,12 @@ export class ImagePuller {
     emit({ id, status: 'Download complete', current, total: d.size });
     if (!unpacking) return fromFile();
     emit({ id, status: 'Extracting', total: d.size });
-    return { file: final, staged: await unpacking };
+    try {
+      return { file: final, staged: await unpacking };
+    } catch (err) {
+      await rm(final, { force: true }); // verified bytes that are not the layer the config names
+      throw err;
+    }
   }
 }
 
@@ -371,7 +396,17 @@ export class ImagePuller {
  * error of either ends it (and so the pipeline it is in).
  */
 function tee(a: Writable, b: Writable): Writable {
-  const drained = (w: Writable) => new Promise<void>((resolve) => w.once('drain', resolve));
+  // (a destroyed stream never drains: its close ends the wait, and its error the tee)
+  const drained = (w: Writable) =>
+    new Promise<void>((resolve) => {
+      const done = () => {
+        w.off('drain', done);
+        w.off('close', done);
+        resolve();
+      };
+      w.once('drain', done);
+      w.once('close', done);
+    });
   const finished = (w: Writable) => new Promise<void>((resolve) => w.once('finish', resolve));
   const out: Writable = new Writable({
     write(chunk: Buffer, _e, cb) {

@@ -67,15 +67,17 @@ export async function pushImage(
         location = r.location;
       }
       const file = store.blobPath(b.digest);
-      await repo.putBlob(location, b.digest, b.size, () =>
-        createReadStream(file).pipe(
-          progressCounter(
-            0,
-            () => undefined,
-            (current) => emit({ id, status: 'Pushing', current, total: b.size }),
-          ),
-        ),
-      );
+      await repo.putBlob(location, b.digest, b.size, () => {
+        const counter = progressCounter(
+          0,
+          () => undefined,
+          (current) => emit({ id, status: 'Pushing', current, total: b.size }),
+        );
+        // a blob that cannot be read ends the upload with that error
+        const source = createReadStream(file);
+        source.on('error', (err) => counter.destroy(err));
+        return source.pipe(counter);
+      });
       emit({ id, status: 'Pushed' });
     });
     const digest = await repo.putManifest(tag, local.mediaType, local.manifest);
