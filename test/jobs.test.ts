@@ -188,12 +188,33 @@ t.test(
             slowRuns[i]!.createdAt >= (slowRuns[i - 1]!.endedAt ?? Number.POSITIVE_INFINITY),
             `run ${slowRuns[i]!.iteration} started after run ${slowRuns[i - 1]!.iteration} ended`,
           );
-        const going = slow.find((r) => r.result === 'running');
-        if (going) {
-          const refused = await d.cli(['job', 'rerun', 'slow']);
-          t.not(refused.code, 0);
-          t.match(refused.stderr, /run \d+ is still going and its concurrency is forbid/);
+        // forbid refuses a rerun while a run goes. The run seen going may end before the
+        // rerun arrives; the rerun is then accepted, and it is the run going on the next try.
+        let refusal: string | undefined;
+        for (let attempt = 0; attempt < 3 && refusal === undefined; attempt++) {
+          const seen = await until(
+            'a run of slow going',
+            () => history(d, 'slow'),
+            (h) => h.some((r) => r.result === 'running'),
+          );
+          const going = seen.find((r) => r.result === 'running')!;
+          const rerun = await d.cli(['job', 'rerun', 'slow']);
+          if (rerun.code !== 0) {
+            refusal = rerun.stderr;
+            break;
+          }
+          const after = await history(d, 'slow');
+          t.not(
+            after.find((r) => r.iteration === going.iteration)?.result,
+            'running',
+            `a rerun was accepted only once run ${going.iteration} had ended`,
+          );
         }
+        t.match(
+          refusal,
+          /run \d+ is still going and its concurrency is forbid/,
+          'rerun refused while a run goes',
+        );
 
         // replace: the run going is stopped and the new one starts
         const swap = await until(
