@@ -1,7 +1,6 @@
 import { existsSync, promises as fs, statSync } from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
-import { create } from 'tar';
 import type { Client } from '../api/client.js';
 import { invalid } from '../api/errors.js';
 import { parseDockerignore } from '../engine/build/dockerignore.js';
@@ -36,6 +35,7 @@ export async function sendBuild(client: Client, r: BuildRequest): Promise<{ id: 
   const ignoreText = await fs.readFile(path.join(ctx, '.dockerignore'), 'utf8').catch(() => '');
   const matcher = parseDockerignore(ignoreText);
   const always = new Set([dfRel.split(path.sep).join('/'), '.dockerignore']);
+  const { create } = await import('tar'); // loaded for builds only: the CLI starts faster without it
   const upload = create(
     {
       cwd: ctx,

@@ -2,7 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { Client, DEFAULT_SOCKET, parseTarget } from '../api/client.js';
 import { TsswarmError } from '../api/errors.js';
 import { cleanupPrefix, TEST_PREFIX } from '../engine/cleanup.js';
-import { DEFAULT_DATA_ROOT } from '../engine/engine.js';
+import { DEFAULT_DATA_ROOT } from '../engine/defaults.js';
 import { VERSION } from '../version.js';
 import { buildCommand } from './build.js';
 import { nodeCommands, serviceCommands, swarmCommands } from './cluster.js';

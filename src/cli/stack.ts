@@ -6,8 +6,7 @@ import { invalid, TsswarmError } from '../api/errors.js';
 import { registryOf } from '../engine/images/reference.js';
 import { encodeAuthHeader } from '../engine/registry/auth.js';
 import { isJob } from '../manager/serviceSpec.js';
-import { loadStack } from '../manager/stack/load.js';
-import { renderStack, type StackFormat } from '../manager/stack/render.js';
+import type { StackFormat } from '../manager/stack/render.js';
 import type { NormalizedStack } from '../manager/stack/types.js';
 import { sendBuild } from './build.js';
 import { replicaCounts, replicasText } from './cluster.js';
@@ -19,6 +18,15 @@ import { table } from './render.js';
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 const STACK_LABEL = 'org.tsswarm.stack.namespace';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The stack file reader (yaml, the JSON schema), loaded by the commands that read files only. */
+async function stackFiles() {
+  const [{ loadStack }, { renderStack }] = await Promise.all([
+    import('../manager/stack/load.js'),
+    import('../manager/stack/render.js'),
+  ]);
+  return { loadStack, renderStack };
+}
 
 interface DeployResult {
   stack: string;
@@ -100,6 +108,7 @@ export function stackCommands(getClient: () => Client): Command {
     .addOption(new Option('--format <format>', 'output format').choices(['yaml', 'json']).default('yaml'))
     .argument('[name]', "stack name (default: the file's top-level name, else its directory's name)")
     .action(async (name: string | undefined, o: { composeFile: string[]; format: StackFormat }) => {
+      const { loadStack, renderStack } = await stackFiles();
       const { stack: loaded, warnings } = await loadStack(o.composeFile, { name });
       for (const w of warnings) process.stderr.write(`WARNING: ${w}\n`);
       process.stdout.write(renderStack(loaded, o.format));
@@ -263,6 +272,7 @@ export function deployCommand(getClient: () => Client, name = 'deploy'): Command
           throw invalid('deploy needs a stack file: tsswarm deploy stack.yml [NAME] or -c FILE');
         const timeout = Number(o.timeout);
         if (!Number.isFinite(timeout) || timeout <= 0) throw invalid(`invalid --timeout "${o.timeout}"`);
+        const { loadStack } = await stackFiles();
         const { stack, warnings } = await loadStack(files, { name: stackName });
         for (const w of warnings) process.stderr.write(`WARNING: ${w}\n`);
         const client = getClient();

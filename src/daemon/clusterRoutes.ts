@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import type { FastifyInstance } from 'fastify';
-import { REDACTED, type ServiceSpec } from '../api/cluster.js';
+import type { ServiceSpec } from '../api/cluster.js';
 import { invalid, precondition } from '../api/errors.js';
 import { encodeFrame, exitFrame, Frame } from '../api/frames.js';
 import type { Instance, LookupOptions } from '../discovery/instances.js';

@@ -10,8 +10,6 @@ import { ImageStore } from './images/store.js';
 import { ImagePuller } from './registry/pull.js';
 import type { RegistryOptions } from './registry/transport.js';
 
-export const DEFAULT_DATA_ROOT = '/var/lib/tsswarm';
-
 export interface EngineOptions {
   dataRoot: string;
   cgroupParent: string;

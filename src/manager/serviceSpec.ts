@@ -13,7 +13,7 @@ import type { HostPort } from '../scheduler/types.js';
 import { scheduleFrom } from './jobs/schedule.js';
 import type { RestartPolicy, ServiceMode, UpdateConfig } from './orchestrator/types.js';
 import { parseSpread } from './stack/constraints.js';
-import { parseShortPort } from './stack/normalize.js';
+import { parseShortPort } from './stack/ports.js';
 
 const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
 const MODES: readonly ServiceMode[] = ['replicated', 'global', 'replicated-job', 'global-job'];

@@ -3,9 +3,17 @@
  * seconds first; day of month and day of week must both match). node-cron's own timer is not
  * used: the leader's job runner fires, so that every firing is recorded in etcd exactly once.
  */
-import { createTask, parse, type ScheduledTask, validateDetailed } from 'node-cron';
+import { createRequire } from 'node:module';
+import type { ScheduledTask } from 'node-cron';
 import type { JobSchedule } from '../../api/cluster.js';
 import { invalid } from '../../api/errors.js';
+
+/** node-cron, loaded on first use: the CLI imports this module and rarely needs it. */
+let nodeCron: typeof import('node-cron') | undefined;
+function cron(): typeof import('node-cron') {
+  nodeCron ??= createRequire(import.meta.url)('node-cron') as typeof import('node-cron');
+  return nodeCron;
+}
 
 export const CONCURRENCY = ['forbid', 'allow', 'replace'] as const;
 export const MISSED = ['run-once', 'skip'] as const;
@@ -19,7 +27,7 @@ export function cronError(expr: string): string | undefined {
   const fields = expr.trim().split(/\s+/).length;
   if (expr.trim() === '' || fields < 5 || fields > 6)
     return `invalid cron expression "${expr}": 5 fields (minute hour day-of-month month day-of-week), or 6 with seconds first`;
-  const v = validateDetailed(expr);
+  const v = cron().validateDetailed(expr);
   if (v.valid) return undefined;
   const why = v.errors.map((e) => `${e.field}: ${e.message}`).join('; ');
   return `invalid cron expression "${expr}": ${why || 'not understood'}`;
@@ -67,8 +75,8 @@ export class CronClock {
   private readonly wallClock: Intl.DateTimeFormat;
 
   constructor(readonly schedule: JobSchedule) {
-    this.task = createTask(schedule.cron, () => {}, { timezone: schedule.timezone });
-    this.seconds = [...parse(schedule.cron).second].sort((a, b) => a - b);
+    this.task = cron().createTask(schedule.cron, () => {}, { timezone: schedule.timezone });
+    this.seconds = [...cron().parse(schedule.cron).second].sort((a, b) => a - b);
     this.wallClock = new Intl.DateTimeFormat('en-US', {
       timeZone: schedule.timezone,
       hourCycle: 'h23',
