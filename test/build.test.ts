@@ -8,6 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
+import { hostPlatform } from '../src/engine/images/oci.js';
 import { startTestDaemon, type TestDaemon } from './lib/harness.js';
 import { loadImagesOn } from './lib/hosts.js';
 
@@ -210,6 +211,27 @@ t.test('multi-stage build, config instructions, cache rules, errors with their l
     /file not found in build context or excluded by \.dockerignore/,
     'COPY of an ignored file',
   );
+  await bad(
+    'FROM --platform=linux busybox:test\n',
+    /Dockerfile\.bad:1: FROM --platform: invalid platform "linux": use os\/arch\[\/variant\]/,
+    'FROM --platform that is not os/arch',
+  );
+
+  // the automatic platform ARGs: FROM lines see them, a stage once it declares them
+  const host = hostPlatform();
+  await fs.writeFile(
+    join(ctx, 'Dockerfile.platform'),
+    'FROM --platform=$BUILDPLATFORM busybox:test\nARG TARGETPLATFORM\nARG TARGETARCH\n' +
+      'RUN echo "$TARGETPLATFORM $TARGETARCH [$BUILDARCH]" > /p.txt\nCMD ["cat", "/p.txt"]\n',
+  );
+  await ok(d, ['build', '-q', '-t', 'plat:1', '-f', join(ctx, 'Dockerfile.platform'), ctx]);
+  t.equal(
+    await ok(d, ['container', 'run', '--rm', 'plat:1']),
+    `${host.os}/${host.architecture} ${host.architecture} []\n`,
+    'TARGETPLATFORM and TARGETARCH once declared; BUILDARCH, not declared in the stage, is empty',
+  );
+  await fs.rm(join(ctx, 'Dockerfile.platform'));
+
   const target = await d.cli(['build', '--target', 'nope', ctx]);
   t.match(target.stderr, /target stage "nope" could not be found/, 'unknown --target');
 

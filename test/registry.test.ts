@@ -239,6 +239,24 @@ const manifestLists = (t: Test, { d, plain: reg }: Env) =>
     const badPlat = await d.cli(['image', 'pull', '--platform', 'amd64', `${reg.host}/multi:all`]);
     t.match(badPlat.stderr, /invalid platform "amd64"/);
     t.equal(sha256(index).length, 64);
+
+    // a build's FROM --platform pulls that platform's image of the index
+    await ok(d, ['image', 'rm', `${reg.host}/multi:all`]);
+    const ctx = join(d.dir, 'platform-ctx');
+    await fs.mkdir(ctx, { recursive: true });
+    await fs.writeFile(
+      join(ctx, 'Dockerfile'),
+      `FROM --platform=linux/arm64 ${reg.host}/multi:all\nLABEL picked=arm64\n`,
+    );
+    const built = await ok(d, ['build', '-t', 'plat:arm', ctx]);
+    t.match(built, /Pulling \S+\/multi:all \(linux\/arm64\)/, 'the build pulls for the platform');
+    const layersOf = async (ref: string) => JSON.parse(await ok(d, ['image', 'inspect', ref]))[0].layers;
+    t.not(JSON.stringify(await layersOf('cow:test')), JSON.stringify(await layersOf('busybox:test')));
+    t.same(
+      await layersOf('plat:arm'),
+      await layersOf('cow:test'),
+      "FROM --platform=linux/arm64 builds on the index's arm64 image (cow:test's layers)",
+    );
   });
 
 /** A relay in front of the registry that cuts the first GET of one blob after `cutAt` bytes and records every request. */

@@ -19,12 +19,12 @@ import { invalid, TsswarmError } from '../../api/errors.js';
 import { followLogs, openLiveLog, readLogs } from '../containers/logs.js';
 import type { ContainerManager } from '../containers/manager.js';
 import { LAYER_MEDIA_TYPES } from '../images/layer.js';
-import { hostPlatform, MEDIA } from '../images/oci.js';
+import { hostPlatform, MEDIA, type Platform } from '../images/oci.js';
 import { registryOf } from '../images/reference.js';
 import type { ImageStore } from '../images/store.js';
 import type { BlobDescriptor, ImageConfig } from '../images/types.js';
 import type { RegistryCredentials } from '../registry/auth.js';
-import type { ImagePuller } from '../registry/pull.js';
+import { type ImagePuller, parsePlatform } from '../registry/pull.js';
 import { BuildCache } from './cache.js';
 import {
   checksumSources,
@@ -46,6 +46,7 @@ import {
   stageIndex,
 } from './dockerfile.js';
 import { writeLayerFromDir } from './layerdiff.js';
+import { platformArgs, platformText, samePlatform } from './platform.js';
 
 const exec = promisify(execFile);
 
@@ -91,6 +92,7 @@ const PREDEFINED_ARGS = new Set([
 interface ConfigDoc {
   architecture: string;
   os: string;
+  variant?: string;
   created?: string;
   config: ImageConfig & { Shell?: string[]; OnBuild?: string[] };
   rootfs: { type: 'layers'; diff_ids: string[] };
@@ -143,7 +145,8 @@ export class Builder {
       throw invalid(`${df.file}: no FROM instruction: a Dockerfile starts with FROM`);
     const last = o.target !== undefined ? stageIndex(df, o.target) : df.stages.length - 1;
     const used = new Set<string>();
-    const globalArgs = new Map<string, string>();
+    // the automatic platform ARGs are global: FROM lines see them, a stage once it declares them
+    const globalArgs = new Map(Object.entries(platformArgs(hostPlatform(), hostPlatform())));
     for (const a of df.args) {
       for (const d of a.args) {
         used.add(d.name);
@@ -168,7 +171,20 @@ export class Builder {
         const from = this.fromLine(df, stage.from.image, globalArgs);
         step++;
         o.out(`Step ${step}/${total} : ${stage.from.original}\n`);
-        const state = await this.fromImage(from, df, results, o);
+        let platform: Platform | undefined;
+        if (stage.from.platform !== undefined) {
+          const text = expandValue(stage.from.platform, Object.fromEntries(globalArgs), df.escape).trim();
+          try {
+            platform = parsePlatform(text || undefined);
+          } catch (err) {
+            throw new TsswarmError(
+              'invalid_argument',
+              `${df.file}:${stage.from.line}: FROM --platform: ${(err as Error).message}`,
+              { cause: err },
+            );
+          }
+        }
+        const state = await this.fromImage(from, platform, df, results, o);
         o.out(` ---> ${state.imageId ? short(state.imageId) : 'scratch'}\n`);
         // a global ARG is visible in a stage only once redeclared there (see step: arg)
         for (const raw of stage.instructions) {
@@ -208,7 +224,13 @@ export class Builder {
   }
 
   /** The state a stage starts from: scratch, an earlier stage, a local image, or a pulled one. */
-  private async fromImage(ref: string, df: Dockerfile, results: string[], o: BuildOptions): Promise<State> {
+  private async fromImage(
+    ref: string,
+    platform: Platform | undefined,
+    df: Dockerfile,
+    results: string[],
+    o: BuildOptions,
+  ): Promise<State> {
     const fresh = (doc: ConfigDoc, layers: BlobDescriptor[], imageId?: string): State => ({
       ...(imageId ? { imageId } : {}),
       doc,
@@ -217,27 +239,47 @@ export class Builder {
       cmdSet: false,
     });
     if (ref === 'scratch') {
-      const { os, architecture } = hostPlatform();
+      const { os, architecture, variant } = platform ?? (hostPlatform() as Platform);
       return fresh(
-        { architecture, os, config: {}, rootfs: { type: 'layers', diff_ids: [] }, history: [] },
+        {
+          architecture: architecture ?? '',
+          os: os ?? '',
+          ...(variant ? { variant } : {}),
+          config: {},
+          rootfs: { type: 'layers', diff_ids: [] },
+          history: [],
+        },
         [],
       );
     }
+    const configOf = (id: string) => {
+      const m = this.store.manifestOf(id);
+      const doc = JSON.parse(readFileSync(this.store.blobPath(m.config.digest), 'utf8')) as ConfigDoc;
+      return { m, doc };
+    };
     const stage = findStage(df, ref);
-    let id: string;
+    let id: string | undefined;
     if (stage !== undefined && results[stage] !== undefined) id = results[stage]!;
     else {
       try {
         id = this.store.resolve(ref).id;
       } catch (err) {
         if (!(err instanceof TsswarmError) || err.code !== 'not_found') throw err;
-        o.out(`Pulling ${ref}\n`);
+      }
+      // a local image of another platform than FROM --platform asks for is pulled again for it
+      const local = id !== undefined && platform ? configOf(id).doc : undefined;
+      if (local && platform && !samePlatform(local, platform)) {
+        o.out(`${ref} is ${platformText(local)} here, not ${platformText(platform)}\n`);
+        id = undefined;
+      }
+      if (id === undefined) {
+        o.out(`Pulling ${ref}${platform ? ` (${platformText(platform)})` : ''}\n`);
         const creds = o.registryAuth?.[registryOf(ref)];
-        id = (await this.puller.pull(ref, creds ? { creds } : {})).image.id;
+        id = (await this.puller.pull(ref, { ...(creds ? { creds } : {}), ...(platform ? { platform } : {}) }))
+          .image.id;
       }
     }
-    const m = this.store.manifestOf(id);
-    const doc = JSON.parse(readFileSync(this.store.blobPath(m.config.digest), 'utf8')) as ConfigDoc;
+    const { m, doc } = configOf(id);
     doc.config ??= {};
     doc.history ??= [];
     return fresh(doc, m.layers, id);
@@ -548,7 +590,7 @@ export class Builder {
         if (ctx.results[si] === undefined)
           throw invalid(`COPY --from=${from}: that stage is not built before this one`);
         id = ctx.results[si]!;
-      } else id = (await this.fromImage(from, df, ctx.results, o)).imageId!;
+      } else id = (await this.fromImage(from, undefined, df, ctx.results, o)).imageId!;
       const mounted = await this.mountImage(id, ctx.work);
       root = mounted.dir;
       unmount = mounted.unmount;
