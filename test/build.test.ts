@@ -232,6 +232,34 @@ t.test('multi-stage build, config instructions, cache rules, errors with their l
   );
   await fs.rm(join(ctx, 'Dockerfile.platform'));
 
+  // a Dockerfile from outside the context, or from stdin: read, and not part of the context
+  const elsewhere = join(d.dir, 'elsewhere');
+  await fs.mkdir(elsewhere, { recursive: true });
+  const listing = 'FROM busybox:test\nCOPY . /c/\nCMD ["ls", "-A", "/c"]\n';
+  await fs.writeFile(join(elsewhere, 'Dockerfile.out'), listing);
+  await ok(d, ['build', '-q', '-t', 'outside:1', '-f', join(elsewhere, 'Dockerfile.out'), ctx]);
+  const contextFiles = (await ok(d, ['container', 'run', '--rm', 'outside:1'])).split('\n').filter(Boolean);
+  t.ok(contextFiles.includes('greet.txt'), 'the context was sent', { contextFiles });
+  t.notOk(
+    contextFiles.some((f) => f === 'Dockerfile.out' || f.startsWith('.tsswarm-dockerfile')),
+    'the Dockerfile from outside is not in the context',
+    { contextFiles },
+  );
+  const piped = await d.cli(['build', '-q', '-t', 'stdin:1', '-f', '-', ctx], {
+    input: listing,
+    timeoutMs: 120_000,
+  });
+  t.equal(piped.code, 0, piped.stderr);
+  t.same(
+    (await ok(d, ['container', 'run', '--rm', 'stdin:1'])).split('\n').filter(Boolean),
+    contextFiles,
+    '-f - reads the Dockerfile from stdin',
+  );
+  const badOutside = await d.cli(['build', '-f', '-', ctx], { input: 'FROM busybox:test\nNOPE x\n' });
+  t.match(badOutside.stderr, /: Dockerfile:2: unknown instruction: NOPE/, 'its errors name the line');
+  const missing = await d.cli(['build', '-f', join(elsewhere, 'none'), ctx]);
+  t.match(missing.stderr, /cannot find the Dockerfile .*none: no such file/, 'a missing -f file');
+
   const target = await d.cli(['build', '--target', 'nope', ctx]);
   t.match(target.stderr, /target stage "nope" could not be found/, 'unknown --target');
 

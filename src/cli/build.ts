@@ -1,9 +1,12 @@
+import { randomBytes } from 'node:crypto';
 import { existsSync, promises as fs, statSync } from 'node:fs';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import { Command } from 'commander';
 import type { Client } from '../api/client.js';
 import { invalid } from '../api/errors.js';
 import { parseDockerignore } from '../engine/build/dockerignore.js';
+import { encodeEntry } from '../engine/images/tar-writer.js';
 import { allCredentials } from './credentials.js';
 import { followProgress } from './progress.js';
 
@@ -26,17 +29,17 @@ export async function sendBuild(client: Client, r: BuildRequest): Promise<{ id: 
   const ctx = path.resolve(r.context);
   if (!existsSync(ctx) || !statSync(ctx).isDirectory())
     throw invalid(`the build context ${r.context} is not a directory`);
-  const dfAbs = path.resolve(r.dockerfile ? path.resolve(r.dockerfile) : path.join(ctx, 'Dockerfile'));
-  const dfRel = path.relative(ctx, dfAbs);
-  if (dfRel.startsWith('..') || path.isAbsolute(dfRel))
-    throw invalid(`the Dockerfile ${r.dockerfile} must be inside the build context ${r.context}`);
-  if (!existsSync(dfAbs))
-    throw invalid(`cannot find the Dockerfile ${path.relative(process.cwd(), dfAbs) || dfAbs}`);
+  const outside = await dockerfileOutside(ctx, r.dockerfile);
+  const dfRel = outside
+    ? outside.path
+    : path.relative(ctx, r.dockerfile ? path.resolve(r.dockerfile) : path.join(ctx, 'Dockerfile'));
+  if (!outside && !r.dockerfile && !existsSync(path.join(ctx, 'Dockerfile')))
+    throw invalid(`cannot find the Dockerfile ${path.join(r.context, 'Dockerfile')}`);
   const ignoreText = await fs.readFile(path.join(ctx, '.dockerignore'), 'utf8').catch(() => '');
   const matcher = parseDockerignore(ignoreText);
   const always = new Set([dfRel.split(path.sep).join('/'), '.dockerignore']);
   const { create } = await import('tar'); // loaded for builds only: the CLI starts faster without it
-  const upload = create(
+  const context = create(
     {
       cwd: ctx,
       portable: true,
@@ -49,6 +52,13 @@ export async function sendBuild(client: Client, r: BuildRequest): Promise<{ id: 
       },
     },
     ['.'],
+  ) as unknown as AsyncIterable<Buffer>;
+  // a Dockerfile from outside the context goes first, in a directory of its own
+  const upload = Readable.from(
+    (async function* () {
+      if (outside) yield outside.entries;
+      yield* context;
+    })(),
   );
   const creds = await allCredentials();
   const res = await client.stream('POST', '/build', {
@@ -58,8 +68,9 @@ export async function sendBuild(client: Client, r: BuildRequest): Promise<{ id: 
       buildargs: JSON.stringify(r.buildArgs),
       nocache: r.noCache ? '1' : undefined,
       target: r.target,
+      dockerfileoutside: outside ? '1' : undefined,
     },
-    upload: upload as unknown as import('node:stream').Readable,
+    upload,
     headers: Object.keys(creds).length
       ? { 'x-registry-config': Buffer.from(JSON.stringify(creds)).toString('base64url') }
       : {},
@@ -67,11 +78,49 @@ export async function sendBuild(client: Client, r: BuildRequest): Promise<{ id: 
   return followProgress<{ id: string }>(res, process.stdout, r.quiet);
 }
 
+/**
+ * A Dockerfile given with `-f -` (stdin) or from outside the context: its tar entries, as
+ * `.tsswarm-dockerfile-<hex>/<its name>` (the daemon removes that directory once it has read it,
+ * so no COPY sees it). Undefined for a Dockerfile inside the context.
+ */
+async function dockerfileOutside(
+  ctx: string,
+  file: string | undefined,
+): Promise<{ path: string; entries: Buffer } | undefined> {
+  let name = 'Dockerfile';
+  let text: Buffer;
+  if (file === '-') {
+    const chunks: Buffer[] = [];
+    for await (const c of process.stdin) chunks.push(c as Buffer);
+    text = Buffer.concat(chunks);
+  } else {
+    if (file === undefined) return undefined;
+    const abs = path.resolve(file);
+    if (!existsSync(abs) || !statSync(abs).isFile())
+      throw invalid(`cannot find the Dockerfile ${file}: no such file`);
+    const rel = path.relative(ctx, abs);
+    if (!rel.startsWith('..') && !path.isAbsolute(rel)) return undefined;
+    name = path.basename(abs);
+    text = await fs.readFile(abs);
+  }
+  const dir = `.tsswarm-dockerfile-${randomBytes(6).toString('hex')}`;
+  return {
+    path: `${dir}/${name}`,
+    entries: Buffer.concat([
+      encodeEntry({ path: dir, type: 'dir', mode: 0o755 }),
+      encodeEntry({ path: `${dir}/${name}`, type: 'file', size: text.length, mode: 0o644 }, text),
+    ]),
+  };
+}
+
 export function buildCommand(getClient: () => Client): Command {
   return new Command('build')
     .description('Build an image from a Dockerfile (RUN steps run in containers of this engine)')
     .argument('<context>', 'the build context directory')
-    .option('-f, --file <path>', 'the Dockerfile (default CONTEXT/Dockerfile; must be inside the context)')
+    .option(
+      '-f, --file <path>',
+      'the Dockerfile (default CONTEXT/Dockerfile; may be outside the context; - reads stdin)',
+    )
     .option(
       '-t, --tag <name>',
       'name[:tag] for the image (repeatable)',

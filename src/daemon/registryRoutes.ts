@@ -47,6 +47,7 @@ export function registerRegistryRoutes(app: FastifyInstance, engine: Engine): vo
   app.post<{
     Querystring: {
       dockerfile?: string;
+      dockerfileoutside?: string;
       t?: string | string[];
       buildargs?: string;
       nocache?: string;
@@ -83,6 +84,7 @@ export function registerRegistryRoutes(app: FastifyInstance, engine: Engine): vo
           signal,
           context: ctx,
           dockerfile: q.dockerfile || 'Dockerfile',
+          ...(q.dockerfileoutside === '1' && { dockerfileOutside: true }),
           tags,
           buildArgs,
           noCache: q.nocache === '1' || q.nocache === 'true',

@@ -55,6 +55,11 @@ export interface BuildOptions {
   context: string;
   /** The Dockerfile's path relative to the context. */
   dockerfile: string;
+  /**
+   * The client put the Dockerfile into the context from outside it, in a directory of its own
+   * (`DIR/NAME`): DIR is removed once the Dockerfile is read, so no COPY sees it.
+   */
+  dockerfileOutside?: boolean;
   tags: string[];
   buildArgs: Record<string, string>;
   noCache: boolean;
@@ -139,6 +144,12 @@ export class Builder {
       text = await fs.readFile(dfPath, 'utf8');
     } catch {
       throw invalid(`cannot read the Dockerfile ${o.dockerfile}: no such file in the build context`);
+    }
+    if (o.dockerfileOutside) {
+      const dir = path.dirname(dfPath);
+      if (path.dirname(dir) !== path.resolve(o.context))
+        throw invalid(`a Dockerfile from outside the context comes as DIR/NAME, not ${o.dockerfile}`);
+      await fs.rm(dir, { recursive: true, force: true });
     }
     const df = parseDockerfile(text, path.basename(o.dockerfile));
     if (df.stages.length === 0)
