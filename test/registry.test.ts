@@ -5,13 +5,14 @@
  * skips on push, manifest lists with --platform, a corrupt blob refused, an interrupted pull
  * resumed (a relay in front of the registry cuts one blob short), and image prune.
  */
+import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { freePort } from './lib/etcd.js';
-import { startTestDaemon, type TestDaemon } from './lib/harness.js';
+import { CLI, startTestDaemon, type TestDaemon } from './lib/harness.js';
 import { loadImagesOn } from './lib/hosts.js';
 import { buildLayer, makeImage } from './lib/images.js';
 import {
@@ -22,6 +23,7 @@ import {
   startRegistry,
   type TestRegistry,
 } from './lib/registry.js';
+import { sleep, until } from './lib/wait.js';
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -259,14 +261,20 @@ const manifestLists = (t: Test, { d, plain: reg }: Env) =>
     );
   });
 
-/** A relay in front of the registry that cuts the first GET of one blob after `cutAt` bytes and records every request. */
+/**
+ * A relay in front of the registry that records every request and cuts the first GET of one
+ * blob after `cutAt` bytes — or, with `stall`, sends those bytes and then nothing, holding the
+ * response open until the daemon closes it (`stalled.held`, `stalled.closed`).
+ */
 async function startRelay(
   t: Tap | Test,
   reg: TestRegistry,
   cutDigest: () => string | undefined,
   cutAt: number,
+  opts: { stall?: boolean } = {},
 ) {
   const requests: Array<{ method: string; url: string; range?: string }> = [];
+  const stalled = { held: false, closed: false };
   let cut = false;
   const target = new URL(reg.url);
   const server = http.createServer((req, res) => {
@@ -294,7 +302,12 @@ async function startRelay(
             const part = c.subarray(0, cutAt - sent);
             sent += part.length;
             res.write(part);
-            if (sent >= cutAt) setTimeout(() => res.destroy(), 100);
+            if (sent < cutAt) return;
+            if (!opts.stall) setTimeout(() => res.destroy(), 100);
+            else {
+              stalled.held = true;
+              res.once('close', () => (stalled.closed = true));
+            }
           });
           return;
         }
@@ -307,7 +320,7 @@ async function startRelay(
   await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
   t.teardown(() => new Promise<void>((r) => server.close(() => r())));
   server.on('connection', (s) => t.teardown(() => s.destroy()));
-  return { host: `127.0.0.1:${port}`, requests };
+  return { host: `127.0.0.1:${port}`, requests, stalled };
 }
 
 const resumeCorruptPrune = (t: Test, { d, plain: reg }: Env) =>
@@ -377,6 +390,32 @@ const resumeCorruptPrune = (t: Test, { d, plain: reg }: Env) =>
         const gets = relay.requests.filter((r) => r.method === 'GET' && r.url.endsWith(l.digest)).length;
         t.equal(gets, 1, `layer ${l.digest.slice(7, 19)} fetched once for two concurrent pulls`);
       }
+
+      // a pull stops once every client waiting for it has gone; the next one resumes
+      await ok(d, ['image', 'rm', viaRelay]);
+      await ok(d, ['image', 'prune']);
+      const stall = await startRelay(t, reg, () => victim.digest, Math.floor(victim.size / 2), {
+        stall: true,
+      });
+      const viaStall = `${stall.host}/tsswarm/many:1`;
+      const clients = [0, 1].map(() =>
+        spawn(process.execPath, [CLI, '-H', `unix://${d.socket}`, 'image', 'pull', viaStall], {
+          stdio: 'ignore',
+        }),
+      );
+      t.teardown(() => {
+        for (const c of clients) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+      });
+      await until('the stalled layer is being fetched', async () => stall.stalled.held, Boolean);
+      clients[0]!.kill('SIGKILL');
+      await sleep(1500);
+      t.notOk(stall.stalled.closed, 'one of two clients gone: the pull goes on');
+      clients[1]!.kill('SIGKILL');
+      await until('the daemon closes the stalled download', async () => stall.stalled.closed, Boolean);
+      t.pass('the last client gone: the download is closed');
+      const after = await ok(d, ['image', 'pull', viaRelay]);
+      t.match(after, /Resuming from \d+ bytes/, 'the next pull resumes the stopped layer');
+      t.equal(await imageId(d, viaRelay), many.id);
 
       // corrupt one blob in the registry's storage: the pull is refused and leaves nothing behind
       await ok(d, ['image', 'rm', viaRelay]);

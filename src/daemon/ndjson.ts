@@ -6,7 +6,7 @@
 import type { FastifyReply } from 'fastify';
 import { TsswarmError } from '../api/errors.js';
 
-/** `run` gets a signal that aborts when the client goes away (a build stops; a shared pull does not). */
+/** `run` gets a signal that aborts when the client goes away (a build stops; a pull once no client waits). */
 export async function ndjson<T>(
   reply: FastifyReply,
   run: (emit: (event: object) => void, signal: AbortSignal) => Promise<T>,

@@ -28,8 +28,13 @@ export function registerRegistryRoutes(app: FastifyInstance, engine: Engine): vo
     if (!ref) throw invalid('image pull needs an image reference');
     const creds = authOf(req.headers);
     const platform = req.query.platform ? parsePlatform(req.query.platform) : undefined;
-    await ndjson(reply, async (emit) => {
-      const r = await engine.puller.pull(ref, { creds, ...(platform ? { platform } : {}), onProgress: emit });
+    await ndjson(reply, async (emit, signal) => {
+      const r = await engine.puller.pull(ref, {
+        creds,
+        ...(platform ? { platform } : {}),
+        onProgress: emit,
+        signal, // the pull stops once no client waits for it
+      });
       return { id: r.image.id, digest: r.digest, tag: r.tag };
     });
   });

@@ -1,4 +1,5 @@
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Resolves after `ms` milliseconds. */
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Polls `get` until `check` holds; fails after timeoutMs, showing what it saw last. A `get`

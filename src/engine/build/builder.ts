@@ -286,8 +286,13 @@ export class Builder {
       if (id === undefined) {
         o.out(`Pulling ${ref}${platform ? ` (${platformText(platform)})` : ''}\n`);
         const creds = o.registryAuth?.[registryOf(ref)];
-        id = (await this.puller.pull(ref, { ...(creds ? { creds } : {}), ...(platform ? { platform } : {}) }))
-          .image.id;
+        id = (
+          await this.puller.pull(ref, {
+            ...(creds ? { creds } : {}),
+            ...(platform ? { platform } : {}),
+            ...(o.signal ? { signal: o.signal } : {}),
+          })
+        ).image.id;
       }
     }
     const { m, doc } = configOf(id);

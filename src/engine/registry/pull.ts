@@ -28,6 +28,7 @@ import { normalizeTag, parseReference } from '../images/reference.js';
 import type { ImageRecord, ImageStore, StagedLayer } from '../images/store.js';
 import type { RegistryCredentials } from './auth.js';
 import { Repository, sha256Hex } from './client.js';
+import { SharedWork } from './shared.js';
 import { type RegistryOptions, RegistrySession } from './transport.js';
 
 /** One progress line, Docker's shape: a layer's id (12 hex) or none for the whole image. */
@@ -143,12 +144,12 @@ export class ImagePuller {
   private readonly pulls = new Map<
     string,
     {
-      done: Promise<PullResult>;
+      work: SharedWork<PullResult>;
       listeners: Set<(e: ProgressEvent) => void>;
       last: Map<string, ProgressEvent>;
     }
   >();
-  private readonly downloads = new Map<string, Promise<{ file: string; staged: StagedLayer }>>();
+  private readonly downloads = new Map<string, SharedWork<{ file: string; staged: StagedLayer }>>();
 
   constructor(
     private readonly store: ImageStore,
@@ -156,28 +157,47 @@ export class ImagePuller {
     private readonly concurrency = 4,
   ) {}
 
-  /** Pulls `ref`; a pull of the same reference already running is joined instead. */
+  /**
+   * Pulls `ref`; a pull of the same reference already running is joined instead. `o.signal`
+   * ends this caller's wait; the pull itself stops when every caller's signal has aborted (its
+   * finished downloads and the partial one are kept for the next pull).
+   */
   pull(ref: string, o: PullOptions = {}): Promise<PullResult> {
     const p = parseReference(ref.trim());
     // a pull with other credentials is another pull (it may be allowed what this one is not)
     const who = o.creds ? sha256Hex(Buffer.from(JSON.stringify(o.creds))).slice(0, 16) : '';
     const key = `${p.domain}/${p.path}${p.digest ? `@${p.digest}` : `:${p.tag ?? 'latest'}`}|${JSON.stringify(o.platform ?? {})}|${who}`;
     let run = this.pulls.get(key);
-    if (!run) {
+    if (!run || run.work.abandoned) {
       const listeners = new Set<(e: ProgressEvent) => void>();
       const last = new Map<string, ProgressEvent>();
       const emit = (e: ProgressEvent) => {
         last.set(e.id ?? '', e);
         for (const l of listeners) l(e);
       };
-      const done = this.run(ref.trim(), o, emit).finally(() => this.pulls.delete(key));
-      run = { done, listeners, last };
+      // an abandoned pull of the same reference is let finish its clean-up first
+      const before = run?.work.done.catch(() => {});
+      const entry = {
+        work: new SharedWork<PullResult>(async (signal) => {
+          await before;
+          return this.run(ref.trim(), { ...o, signal }, emit);
+        }),
+        listeners,
+        last,
+      };
+      entry.work.done
+        .finally(() => {
+          if (this.pulls.get(key) === entry) this.pulls.delete(key);
+        })
+        .catch(() => {});
+      run = entry;
       this.pulls.set(key, run);
     } else for (const e of run.last.values()) o.onProgress?.(e);
     const listener = o.onProgress;
-    if (listener) run.listeners.add(listener);
-    return run.done.finally(() => {
-      if (listener) run!.listeners.delete(listener);
+    const joined = run;
+    if (listener) joined.listeners.add(listener);
+    return joined.work.join(o.signal).finally(() => {
+      if (listener) joined.listeners.delete(listener);
     });
   }
 
@@ -279,11 +299,22 @@ export class ImagePuller {
     signal?: AbortSignal,
   ): Promise<{ file: string; staged: StagedLayer }> {
     let run = this.downloads.get(d.digest);
-    if (!run) {
-      run = this.fetchLayer(repo, d, diffId, emit, signal).finally(() => this.downloads.delete(d.digest));
+    if (!run || run.abandoned) {
+      // an abandoned download of the blob is let close its file first
+      const before = run?.done.catch(() => {});
+      const work = new SharedWork(async (own) => {
+        await before;
+        return this.fetchLayer(repo, d, diffId, emit, own);
+      });
+      work.done
+        .finally(() => {
+          if (this.downloads.get(d.digest) === work) this.downloads.delete(d.digest);
+        })
+        .catch(() => {});
+      run = work;
       this.downloads.set(d.digest, run);
     }
-    return run;
+    return run.join(signal);
   }
 
   private async fetchLayer(
