@@ -11,6 +11,7 @@ import { promises as fs } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
+import type { TaskRecord } from '../src/api/cluster.js';
 import { freePort } from './lib/etcd.js';
 import { CLI, startTestDaemon, type TestDaemon } from './lib/harness.js';
 import { loadImagesOn } from './lib/hosts.js';
@@ -23,6 +24,7 @@ import {
   startRegistry,
   type TestRegistry,
 } from './lib/registry.js';
+import { cliJson, initSwarm } from './lib/swarm.js';
 import { sleep, until } from './lib/wait.js';
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -264,7 +266,7 @@ const manifestLists = (t: Test, { d, plain: reg }: Env) =>
 /**
  * A relay in front of the registry that records every request and cuts the first GET of one
  * blob after `cutAt` bytes — or, with `stall`, sends those bytes and then nothing, holding the
- * response open until the daemon closes it (`stalled.held`, `stalled.closed`).
+ * response open until the daemon closes it (`stalled.held`, `stalled.closed`) or `release()`.
  */
 async function startRelay(
   t: Tap | Test,
@@ -275,6 +277,7 @@ async function startRelay(
 ) {
   const requests: Array<{ method: string; url: string; range?: string }> = [];
   const stalled = { held: false, closed: false };
+  let release = () => {};
   let cut = false;
   const target = new URL(reg.url);
   const server = http.createServer((req, res) => {
@@ -297,18 +300,27 @@ async function startRelay(
         if (!cut && digest && req.method === 'GET' && req.url?.endsWith(`/blobs/${digest}`)) {
           cut = true;
           let sent = 0;
-          ur.on('data', (c: Buffer) => {
-            if (sent >= cutAt) return;
+          const onData = (c: Buffer) => {
             const part = c.subarray(0, cutAt - sent);
             sent += part.length;
             res.write(part);
             if (sent < cutAt) return;
-            if (!opts.stall) setTimeout(() => res.destroy(), 100);
-            else {
-              stalled.held = true;
-              res.once('close', () => (stalled.closed = true));
+            ur.off('data', onData);
+            if (!opts.stall) {
+              ur.resume();
+              setTimeout(() => res.destroy(), 100);
+              return;
             }
-          });
+            ur.pause();
+            stalled.held = true;
+            res.once('close', () => (stalled.closed = true));
+            release = () => {
+              res.write(c.subarray(part.length));
+              ur.pipe(res);
+              ur.resume();
+            };
+          };
+          ur.on('data', onData);
           return;
         }
         ur.pipe(res);
@@ -320,7 +332,9 @@ async function startRelay(
   await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
   t.teardown(() => new Promise<void>((r) => server.close(() => r())));
   server.on('connection', (s) => t.teardown(() => s.destroy()));
-  return { host: `127.0.0.1:${port}`, requests, stalled };
+  /** A stalled response goes on with the rest of the blob. */
+  const go = () => release();
+  return { host: `127.0.0.1:${port}`, requests, stalled, release: go };
 }
 
 const resumeCorruptPrune = (t: Test, { d, plain: reg }: Env) =>
@@ -478,10 +492,67 @@ const resumeCorruptPrune = (t: Test, { d, plain: reg }: Env) =>
     },
   );
 
+const pullProgress = (t: Test, { d, plain: reg }: Env) =>
+  t.test(
+    "a node pulls a task's image: the task is preparing with the pull's progress, then runs",
+    async (t) => {
+      await initSwarm(t, d);
+      const payload = buildLayer({ '/payload': { content: randomBytes(2 << 20) } });
+      const image = await makeImage(d.dir, {
+        name: 'slow:1',
+        layers: [
+          buildLayer({
+            '/bin': { dir: true },
+            '/bin/busybox': { content: await fs.readFile('/bin/busybox'), mode: 0o755 },
+          }),
+          payload,
+        ],
+      });
+      await ok(d, ['image', 'load', '-i', image.ociArchive]);
+      const name = `${reg.host}/tsswarm/slow:1`;
+      await ok(d, ['image', 'tag', 'slow:1', name]);
+      await ok(d, ['image', 'push', name]);
+      await ok(d, ['image', 'rm', name, 'slow:1']);
+      const manifest = JSON.parse(
+        await (
+          await fetch(`${reg.url}/v2/tsswarm/slow/manifests/1`, {
+            headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
+          })
+        ).text(),
+      ) as { layers: Array<{ digest: string; size: number }> };
+      const victim = manifest.layers[1]!;
+      const relay = await startRelay(t, reg, () => victim.digest, Math.floor(victim.size / 2), {
+        stall: true,
+      });
+      const ref = `${relay.host}/tsswarm/slow:1`;
+      await ok(d, ['service', 'create', '--name', 'pulled', ref, '/bin/busybox', 'sleep', '600']);
+      const tasks = () => cliJson<TaskRecord[]>(d, ['service', 'ps', 'pulled']);
+      const seen = await until('the task preparing, with the progress of its pull', tasks, (ts) =>
+        ts.some(
+          (x) =>
+            x.status.state === 'preparing' &&
+            /: 1\/2 layers, [\d.]+ of [\d.]+ MB$/.test(x.status.message ?? ''),
+        ),
+      );
+      t.match(
+        seen.find((x) => x.status.state === 'preparing')?.status.message,
+        new RegExp(`^pulling ${ref.replaceAll('.', '\\.')}: 1/2 layers, [\\d.]+ of [\\d.]+ MB$`),
+        'the message: layers done of all, and megabytes',
+      );
+      relay.release();
+      await until('the task running once its image is pulled', tasks, (ts) =>
+        ts.some((x) => x.status.state === 'running'),
+      );
+      t.pass('the task runs once its image is pulled');
+      await ok(d, ['service', 'rm', 'pulled']);
+    },
+  );
+
 t.test('registries', async (t) => {
   const env = await setUp(t);
   await plainRegistry(t, env);
   await tlsWithAuth(t, env);
   await manifestLists(t, env);
   await resumeCorruptPrune(t, env);
+  await pullProgress(t, env);
 });

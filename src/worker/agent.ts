@@ -327,7 +327,14 @@ export class Agent {
       if (!(err instanceof TsswarmError) || err.code !== 'not_found') throw err;
     }
     const layers = new Map<string, { done: boolean; current: number; total: number }>();
+    // at most one report a second; the last progress is reported at the end of its second
     let last = 0;
+    let trailing: NodeJS.Timeout | undefined;
+    const send = () => {
+      last = Date.now();
+      trailing = undefined;
+      void this.report(task, 'preparing', { message: pullMessage(ref, layers) }).catch(() => undefined);
+    };
     const progress = (e: ProgressEvent) => {
       if (!e.id) return;
       const l = layers.get(e.id) ?? { done: false, current: 0, total: 0 };
@@ -335,10 +342,10 @@ export class Agent {
       if (e.current !== undefined) l.current = e.current;
       if (e.total !== undefined) l.total = e.total;
       layers.set(e.id, l);
-      const now = Date.now();
-      if (now - last < 1000) return;
-      last = now;
-      void this.report(task, 'preparing', { message: pullMessage(ref, layers) }).catch(() => undefined);
+      if (Date.now() - last >= 1000) {
+        clearTimeout(trailing);
+        send();
+      } else trailing ??= setTimeout(send, last + 1000 - Date.now());
     };
     const creds = task.container.registryAuth ? decodeAuthHeader(task.container.registryAuth) : undefined;
     await this.report(task, 'preparing', { message: `pulling ${ref}` });
@@ -349,6 +356,8 @@ export class Agent {
         err instanceof TsswarmError ? err.code : 'internal',
         `pulling image ${ref}: ${(err as Error).message}`,
       );
+    } finally {
+      clearTimeout(trailing);
     }
   }
 
