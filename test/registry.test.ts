@@ -263,6 +263,34 @@ const manifestLists = (t: Test, { d, plain: reg }: Env) =>
     );
   });
 
+/** A layer with busybox alone (/bin/busybox), for images that run `/bin/busybox …`. */
+async function busyboxLayer() {
+  return buildLayer({
+    '/bin': { dir: true },
+    '/bin/busybox': { content: await fs.readFile('/bin/busybox'), mode: 0o755 },
+  });
+}
+
+/**
+ * Loads an image archive, pushes it to `reg` as `REPO:1` and removes it from the daemon again;
+ * returns the pushed name and the layers of its manifest in the registry.
+ */
+async function pushOnly(d: TestDaemon, reg: TestRegistry, archive: string, local: string, repo: string) {
+  await ok(d, ['image', 'load', '-i', archive]);
+  const name = `${reg.host}/${repo}:1`;
+  await ok(d, ['image', 'tag', local, name]);
+  await ok(d, ['image', 'push', name]);
+  await ok(d, ['image', 'rm', name, local]);
+  const manifest = JSON.parse(
+    await (
+      await fetch(`${reg.url}/v2/${repo}/manifests/1`, {
+        headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
+      })
+    ).text(),
+  ) as { layers: Array<{ digest: string; size: number }> };
+  return { name, layers: manifest.layers };
+}
+
 /**
  * A relay in front of the registry that records every request and cuts the first GET of one
  * blob after `cutAt` bytes — or, with `stall`, sends those bytes and then nothing, holding the
@@ -346,26 +374,10 @@ const resumeCorruptPrune = (t: Test, { d, plain: reg }: Env) =>
       );
       const many = await makeImage(d.dir, {
         name: 'many:1',
-        layers: [
-          buildLayer({
-            '/bin': { dir: true },
-            '/bin/busybox': { content: await fs.readFile('/bin/busybox'), mode: 0o755 },
-          }),
-          ...layers,
-        ],
+        layers: [await busyboxLayer(), ...layers],
       });
-      await ok(d, ['image', 'load', '-i', many.ociArchive]);
-      const name = `${reg.host}/tsswarm/many:1`;
-      await ok(d, ['image', 'tag', 'many:1', name]);
-      await ok(d, ['image', 'push', name]);
-      const manifest = JSON.parse(
-        await (
-          await fetch(`${reg.url}/v2/tsswarm/many/manifests/1`, {
-            headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
-          })
-        ).text(),
-      ) as { layers: Array<{ digest: string; size: number }> };
-      await ok(d, ['image', 'rm', name, 'many:1']);
+      const { name, layers: pushed } = await pushOnly(d, reg, many.ociArchive, 'many:1', 'tsswarm/many');
+      const manifest = { layers: pushed };
 
       // the 4th layer is cut in the middle of its first download
       const victim = manifest.layers[3]!;
@@ -500,27 +512,10 @@ const pullProgress = (t: Test, { d, plain: reg }: Env) =>
       const payload = buildLayer({ '/payload': { content: randomBytes(2 << 20) } });
       const image = await makeImage(d.dir, {
         name: 'slow:1',
-        layers: [
-          buildLayer({
-            '/bin': { dir: true },
-            '/bin/busybox': { content: await fs.readFile('/bin/busybox'), mode: 0o755 },
-          }),
-          payload,
-        ],
+        layers: [await busyboxLayer(), payload],
       });
-      await ok(d, ['image', 'load', '-i', image.ociArchive]);
-      const name = `${reg.host}/tsswarm/slow:1`;
-      await ok(d, ['image', 'tag', 'slow:1', name]);
-      await ok(d, ['image', 'push', name]);
-      await ok(d, ['image', 'rm', name, 'slow:1']);
-      const manifest = JSON.parse(
-        await (
-          await fetch(`${reg.url}/v2/tsswarm/slow/manifests/1`, {
-            headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
-          })
-        ).text(),
-      ) as { layers: Array<{ digest: string; size: number }> };
-      const victim = manifest.layers[1]!;
+      const { layers } = await pushOnly(d, reg, image.ociArchive, 'slow:1', 'tsswarm/slow');
+      const victim = layers[1]!;
       const relay = await startRelay(t, reg, () => victim.digest, Math.floor(victim.size / 2), {
         stall: true,
       });
