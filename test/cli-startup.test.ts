@@ -10,7 +10,16 @@ import t from 'tap';
 import { CLI, REPO } from './lib/harness.js';
 
 const HOOK = pathToFileURL(join(REPO, 'dist', 'test', 'lib', 'loadTrace.js')).href;
-const REGISTER = `data:text/javascript,import{register}from'node:module';register(${JSON.stringify(HOOK)});`;
+// ES modules are seen by the hook; CommonJS ones (a createRequire'd node-cron, a package's own
+// requires) are listed from the require cache when the CLI exits
+const REGISTER = `data:text/javascript,${encodeURIComponent(
+  `import { createRequire, register } from 'node:module';
+import { writeSync } from 'node:fs';
+register(${JSON.stringify(HOOK)});
+process.on('exit', () => {
+  for (const f of Object.keys(createRequire('/').cache)) writeSync(2, 'LOADED file://' + f + '\\n');
+});`,
+)}`;
 
 function loadedBy(args: string[]): string[] {
   const r = spawnSync(process.execPath, ['--import', REGISTER, CLI, ...args], {

@@ -424,15 +424,24 @@ const resumeCorruptPrune = (t: Test, { d, plain: reg }: Env) =>
         stall: true,
       });
       const viaStall = `${stall.host}/tsswarm/many:1`;
-      const clients = [0, 1].map(() =>
-        spawn(process.execPath, [CLI, '-H', `unix://${d.socket}`, 'image', 'pull', viaStall], {
-          stdio: 'ignore',
-        }),
-      );
+      const printed = [0, 0];
+      const clients = [0, 1].map((i) => {
+        const c = spawn(process.execPath, [CLI, '-H', `unix://${d.socket}`, 'image', 'pull', viaStall], {
+          stdio: ['ignore', 'pipe', 'ignore'],
+        });
+        c.stdout.on('data', (b: Buffer) => (printed[i]! += b.length));
+        return c;
+      });
       t.teardown(() => {
         for (const c of clients) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
       });
-      await until('the stalled layer is being fetched', async () => stall.stalled.held, Boolean);
+      // both clients wait for the pull (each printed its progress) and it is stuck on the layer
+      await until(
+        'both clients following the pull, the stalled layer being fetched',
+        async () => ({ printed, held: stall.stalled.held }),
+        (v) => v.held && v.printed.every((n) => n > 0),
+        60_000,
+      );
       clients[0]!.kill('SIGKILL');
       await sleep(1500);
       t.notOk(stall.stalled.closed, 'one of two clients gone: the pull goes on');
@@ -443,8 +452,37 @@ const resumeCorruptPrune = (t: Test, { d, plain: reg }: Env) =>
       t.match(after, /Resuming from \d+ bytes/, 'the next pull resumes the stopped layer');
       t.equal(await imageId(d, viaRelay), many.id);
 
+      // two images with the same layers pulled at once share their downloads: one pull that
+      // stops leaves the other's unpacked layers alone
+      const twin = `${reg.host}/tsswarm/many-twin:1`;
+      await ok(d, ['image', 'tag', viaRelay, twin]);
+      await ok(d, ['image', 'push', twin]);
+      await ok(d, ['image', 'rm', viaRelay, twin]);
+      await ok(d, ['image', 'prune']);
+      const stall2 = await startRelay(t, reg, () => victim.digest, Math.floor(victim.size / 2), {
+        stall: true,
+      });
+      const gone = spawn(
+        process.execPath,
+        [CLI, '-H', `unix://${d.socket}`, 'image', 'pull', `${stall2.host}/tsswarm/many:1`],
+        { stdio: 'ignore' },
+      );
+      t.teardown(() => {
+        if (gone.exitCode === null && gone.signalCode === null) gone.kill('SIGKILL');
+      });
+      const staying = d.cli(['image', 'pull', `${stall2.host}/tsswarm/many-twin:1`], { timeoutMs: 120_000 });
+      await until('both pulls stuck on the shared layer', async () => stall2.stalled.held, Boolean, 60_000);
+      await sleep(1000); // (the twin's pull has joined the downloads by now)
+      gone.kill('SIGKILL');
+      await sleep(1000);
+      stall2.release();
+      const twinPull = await staying;
+      t.equal(twinPull.code, 0, `the other pull completes: ${twinPull.stderr}`);
+      t.equal(await imageId(d, `${stall2.host}/tsswarm/many-twin:1`), many.id, 'with every layer');
+
+      await ok(d, ['image', 'rm', `${stall2.host}/tsswarm/many-twin:1`]);
+
       // corrupt one blob in the registry's storage: the pull is refused and leaves nothing behind
-      await ok(d, ['image', 'rm', viaRelay]);
       const blobsBefore = (await fs.readdir(join(d.dataRoot, 'images', 'blobs', 'sha256'))).sort();
       const layersBefore = (await fs.readdir(join(d.dataRoot, 'images', 'layers'))).sort();
       const target = manifest.layers[2]!.digest.slice(7);

@@ -50,6 +50,9 @@ import { platformArgs, platformText, samePlatform } from './platform.js';
 
 const exec = promisify(execFile);
 
+/** The directory the CLI sends a Dockerfile from outside the context in (see cli/build.ts). */
+export const OUTSIDE_DOCKERFILE_DIR = /^\.tsswarm-dockerfile-[0-9a-f]+$/;
+
 export interface BuildOptions {
   /** The build context (a directory the builder may read). */
   context: string;
@@ -147,8 +150,10 @@ export class Builder {
     }
     if (o.dockerfileOutside) {
       const dir = path.dirname(dfPath);
-      if (path.dirname(dir) !== path.resolve(o.context))
-        throw invalid(`a Dockerfile from outside the context comes as DIR/NAME, not ${o.dockerfile}`);
+      if (path.dirname(dir) !== path.resolve(o.context) || !OUTSIDE_DOCKERFILE_DIR.test(path.basename(dir)))
+        throw invalid(
+          `a Dockerfile from outside the context comes as .tsswarm-dockerfile-<hex>/NAME, not ${o.dockerfile}`,
+        );
       await fs.rm(dir, { recursive: true, force: true });
     }
     const df = parseDockerfile(text, path.basename(o.dockerfile));

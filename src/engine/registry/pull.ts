@@ -11,7 +11,7 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { rename, rm, stat, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough, Transform, Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { finished, pipeline } from 'node:stream/promises';
 import { invalid, notFound, registryError, TsswarmError } from '../../api/errors.js';
 import {
   type Descriptor,
@@ -150,6 +150,8 @@ export class ImagePuller {
     }
   >();
   private readonly downloads = new Map<string, SharedWork<{ file: string; staged: StagedLayer }>>();
+  /** How many pulls hold each staged (unpacked, not yet committed) layer directory. */
+  private readonly stagedUsers = new Map<string, number>();
 
   constructor(
     private readonly store: ImageStore,
@@ -180,6 +182,7 @@ export class ImagePuller {
       const entry = {
         work: new SharedWork<PullResult>(async (signal) => {
           await before;
+          signal.throwIfAborted();
           return this.run(ref.trim(), { ...o, signal }, emit);
         }),
         listeners,
@@ -248,6 +251,7 @@ export class ImagePuller {
       const held = manifest.layers.map((l) => l.digest.replace(/^sha256:/, ''));
       this.store.holdDownloads(held);
       const unpacked: string[] = [];
+      const created: Promise<unknown>[] = [];
       try {
         const layers = await mapLimit(manifest.layers, this.concurrency, async (l, i) => {
           const id = short(l.digest);
@@ -256,7 +260,8 @@ export class ImagePuller {
             return { descriptor: { mediaType: l.mediaType, digest: l.digest, size: l.size } };
           }
           emit({ id, status: 'Waiting' });
-          const { file, staged } = await this.download(repo, l, diffIds[i]!, emit, o.signal);
+          const { file, staged } = await this.download(repo, l, diffIds[i]!, emit, o.signal, created);
+          this.holdStaged(staged.dir);
           unpacked.push(staged.dir);
           emit({ id, status: 'Pull complete' });
           return {
@@ -272,13 +277,16 @@ export class ImagePuller {
           tags: tag ? [tag] : [],
           ...(top.digest !== m.digest ? { extraDigests: [top.digest] } : {}),
         });
+        for (const dir of unpacked) await this.releaseStaged(dir, false); // (the store took them)
         emit({ status: `Digest: ${top.digest}` });
         emit({ status: `Status: Downloaded image for ${ref}` });
         return { image, digest: top.digest, tag };
       } catch (err) {
-        for (const dir of unpacked) await rm(dir, { recursive: true, force: true });
+        for (const dir of unpacked) await this.releaseStaged(dir, true);
         throw err;
       } finally {
+        // downloads this pull started may serve other pulls still: they keep its session and holds
+        await Promise.allSettled(created);
         this.store.releaseDownloads(held);
       }
     } finally {
@@ -296,7 +304,8 @@ export class ImagePuller {
     d: Descriptor,
     diffId: string,
     emit: (e: ProgressEvent) => void,
-    signal?: AbortSignal,
+    signal: AbortSignal | undefined,
+    created: Promise<unknown>[],
   ): Promise<{ file: string; staged: StagedLayer }> {
     let run = this.downloads.get(d.digest);
     if (!run || run.abandoned) {
@@ -304,8 +313,17 @@ export class ImagePuller {
       const before = run?.done.catch(() => {});
       const work = new SharedWork(async (own) => {
         await before;
+        own.throwIfAborted();
         return this.fetchLayer(repo, d, diffId, emit, own);
       });
+      const settled = work.done.then(
+        // finished when no pull waited any more: nobody takes its unpacked layer
+        async (r) => {
+          if (work.abandoned) await rm(r.staged.dir, { recursive: true, force: true });
+        },
+        () => {},
+      );
+      created.push(settled);
       work.done
         .finally(() => {
           if (this.downloads.get(d.digest) === work) this.downloads.delete(d.digest);
@@ -315,6 +333,22 @@ export class ImagePuller {
       this.downloads.set(d.digest, run);
     }
     return run.join(signal);
+  }
+
+  /** A pull took a staged layer from a download (other pulls of the blob may have it too). */
+  private holdStaged(dir: string): void {
+    this.stagedUsers.set(dir, (this.stagedUsers.get(dir) ?? 0) + 1);
+  }
+
+  /** A pull is done with a staged layer; the last one removes it when the store did not take it. */
+  private async releaseStaged(dir: string, remove: boolean): Promise<void> {
+    const users = (this.stagedUsers.get(dir) ?? 1) - 1;
+    if (users > 0) {
+      this.stagedUsers.set(dir, users);
+      return;
+    }
+    this.stagedUsers.delete(dir);
+    if (remove) await rm(dir, { recursive: true, force: true });
   }
 
   private async fetchLayer(
@@ -381,6 +415,7 @@ export class ImagePuller {
     try {
       await pipeline(got.body, counter, sink);
     } catch (err) {
+      await finished(file).catch(() => {}); // what it holds is on disk before another download resumes it
       const unpackErr = await unpacking?.then(
         async (staged) => {
           await rm(staged.dir, { recursive: true, force: true });
