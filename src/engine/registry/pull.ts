@@ -28,7 +28,7 @@ import { normalizeTag, parseReference } from '../images/reference.js';
 import type { ImageRecord, ImageStore, StagedLayer } from '../images/store.js';
 import type { RegistryCredentials } from './auth.js';
 import { Repository, sha256Hex } from './client.js';
-import { SharedWork } from './shared.js';
+import { type SharedWork, SharedWorks } from './shared.js';
 import { type RegistryOptions, RegistrySession } from './transport.js';
 
 /** One progress line, Docker's shape: a layer's id (12 hex) or none for the whole image. */
@@ -141,15 +141,13 @@ const sizeOf = (p: string) =>
     .catch(() => -1);
 
 export class ImagePuller {
-  private readonly pulls = new Map<
-    string,
-    {
-      work: SharedWork<PullResult>;
-      listeners: Set<(e: ProgressEvent) => void>;
-      last: Map<string, ProgressEvent>;
-    }
+  private readonly pulls = new SharedWorks<PullResult>();
+  /** Per pull: who follows its progress, and the last event of each layer (replayed to joiners). */
+  private readonly followers = new WeakMap<
+    SharedWork<PullResult>,
+    { listeners: Set<(e: ProgressEvent) => void>; last: Map<string, ProgressEvent> }
   >();
-  private readonly downloads = new Map<string, SharedWork<{ file: string; staged: StagedLayer }>>();
+  private readonly downloads = new SharedWorks<{ file: string; staged: StagedLayer }>();
   /** How many pulls hold each staged (unpacked, not yet committed) layer directory. */
   private readonly stagedUsers = new Map<string, number>();
 
@@ -169,38 +167,21 @@ export class ImagePuller {
     // a pull with other credentials is another pull (it may be allowed what this one is not)
     const who = o.creds ? sha256Hex(Buffer.from(JSON.stringify(o.creds))).slice(0, 16) : '';
     const key = `${p.domain}/${p.path}${p.digest ? `@${p.digest}` : `:${p.tag ?? 'latest'}`}|${JSON.stringify(o.platform ?? {})}|${who}`;
-    let run = this.pulls.get(key);
-    if (!run || run.work.abandoned) {
-      const listeners = new Set<(e: ProgressEvent) => void>();
-      const last = new Map<string, ProgressEvent>();
-      const emit = (e: ProgressEvent) => {
+    const listeners = new Set<(e: ProgressEvent) => void>();
+    const last = new Map<string, ProgressEvent>();
+    const { work, created } = this.pulls.obtain(key, (signal) =>
+      this.run(ref.trim(), { ...o, signal }, (e) => {
         last.set(e.id ?? '', e);
         for (const l of listeners) l(e);
-      };
-      // an abandoned pull of the same reference is let finish its clean-up first
-      const before = run?.work.done.catch(() => {});
-      const entry = {
-        work: new SharedWork<PullResult>(async (signal) => {
-          await before;
-          signal.throwIfAborted();
-          return this.run(ref.trim(), { ...o, signal }, emit);
-        }),
-        listeners,
-        last,
-      };
-      entry.work.done
-        .finally(() => {
-          if (this.pulls.get(key) === entry) this.pulls.delete(key);
-        })
-        .catch(() => {});
-      run = entry;
-      this.pulls.set(key, run);
-    } else for (const e of run.last.values()) o.onProgress?.(e);
+      }),
+    );
+    if (created) this.followers.set(work, { listeners, last });
+    const followers = this.followers.get(work)!;
+    if (!created) for (const e of followers.last.values()) o.onProgress?.(e);
     const listener = o.onProgress;
-    const joined = run;
-    if (listener) joined.listeners.add(listener);
-    return joined.work.join(o.signal).finally(() => {
-      if (listener) joined.listeners.delete(listener);
+    if (listener) followers.listeners.add(listener);
+    return work.join(o.signal).finally(() => {
+      if (listener) followers.listeners.delete(listener);
     });
   }
 
@@ -307,32 +288,20 @@ export class ImagePuller {
     signal: AbortSignal | undefined,
     created: Promise<unknown>[],
   ): Promise<{ file: string; staged: StagedLayer }> {
-    let run = this.downloads.get(d.digest);
-    if (!run || run.abandoned) {
-      // an abandoned download of the blob is let close its file first
-      const before = run?.done.catch(() => {});
-      const work = new SharedWork(async (own) => {
-        await before;
-        own.throwIfAborted();
-        return this.fetchLayer(repo, d, diffId, emit, own);
-      });
-      const settled = work.done.then(
-        // finished when no pull waited any more: nobody takes its unpacked layer
-        async (r) => {
-          if (work.abandoned) await rm(r.staged.dir, { recursive: true, force: true });
-        },
-        () => {},
+    const { work, created: isNew } = this.downloads.obtain(d.digest, (own) =>
+      this.fetchLayer(repo, d, diffId, emit, own),
+    );
+    if (isNew)
+      created.push(
+        work.done.then(
+          // finished when no pull waited any more: nobody takes its unpacked layer
+          async (r) => {
+            if (work.abandoned) await rm(r.staged.dir, { recursive: true, force: true });
+          },
+          () => {},
+        ),
       );
-      created.push(settled);
-      work.done
-        .finally(() => {
-          if (this.downloads.get(d.digest) === work) this.downloads.delete(d.digest);
-        })
-        .catch(() => {});
-      run = work;
-      this.downloads.set(d.digest, run);
-    }
-    return run.join(signal);
+    return work.join(signal);
   }
 
   /** A pull took a staged layer from a download (other pulls of the blob may have it too). */

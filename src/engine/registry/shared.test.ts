@@ -1,5 +1,5 @@
 import t from 'tap';
-import { SharedWork } from './shared.js';
+import { SharedWork, SharedWorks } from './shared.js';
 
 /** Work that ends when told to, or when its signal aborts. */
 function controllable() {
@@ -65,3 +65,41 @@ t.test('callers leaving after the work ended abort nothing', async (t) => {
   a.abort();
   t.notOk(signal().aborted);
 });
+
+t.test(
+  'SharedWorks: one work per key; after an abandoned one, a new one starts once it settled',
+  async (t) => {
+    const works = new SharedWorks<string>();
+    const order: string[] = [];
+    const first = works.obtain('k', (signal) => {
+      order.push('first starts');
+      return new Promise<string>((_resolve, reject) => {
+        signal.addEventListener('abort', () =>
+          setTimeout(() => {
+            order.push('first cleaned up');
+            reject(new Error('aborted'));
+          }, 50),
+        );
+      });
+    });
+    t.ok(first.created);
+    await new Promise((r) => setImmediate(r));
+    const again = works.obtain('k', async () => 'unused');
+    t.notOk(again.created, 'a second caller of the key joins the work going');
+    t.equal(again.work, first.work);
+    const gone = new AbortController();
+    void first.work.join(gone.signal).catch(() => {});
+    gone.abort();
+    t.ok(first.work.abandoned);
+    const next = works.obtain('k', async () => {
+      order.push('second starts');
+      return 'second';
+    });
+    t.ok(next.created, 'an abandoned work is not joined');
+    t.equal(await next.work.join(), 'second');
+    t.same(order, ['first starts', 'first cleaned up', 'second starts'], 'after the first settled');
+    const later = works.obtain('k', async () => 'third');
+    t.ok(later.created, 'a settled key is forgotten');
+    t.equal(await later.work.join(), 'third');
+  },
+);

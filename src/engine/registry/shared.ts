@@ -53,3 +53,31 @@ export class SharedWork<T> {
     });
   }
 }
+
+/**
+ * SharedWork by key: callers of a key join the work going for it; once that work is abandoned,
+ * the next caller starts a new one, which begins after the abandoned one has settled (its
+ * clean-up done). A key is forgotten when its work settles.
+ */
+export class SharedWorks<T> {
+  private readonly works = new Map<string, SharedWork<T>>();
+
+  /** The work going for `key`, or a new one running `start` (`created` says which). */
+  obtain(key: string, start: (signal: AbortSignal) => Promise<T>): { work: SharedWork<T>; created: boolean } {
+    const going = this.works.get(key);
+    if (going && !going.abandoned) return { work: going, created: false };
+    const before = going?.done.catch(() => {});
+    const work = new SharedWork<T>(async (signal) => {
+      await before;
+      signal.throwIfAborted();
+      return start(signal);
+    });
+    this.works.set(key, work);
+    work.done
+      .finally(() => {
+        if (this.works.get(key) === work) this.works.delete(key);
+      })
+      .catch(() => {});
+    return { work, created: true };
+  }
+}
