@@ -1,19 +1,11 @@
-import {
-  CompareResult,
-  CompareTarget,
-  Etcd3,
-  type Lease as EtcdLease,
-  type IOptions,
-  type IRequestOp,
-  isRecoverableError,
-  Range,
-} from 'etcd3';
+import { CompareResult, CompareTarget, Etcd3, type Lease as EtcdLease, type IRequestOp, Range } from 'etcd3';
 // etcd3's connection pool, for its host order (see hostOrder)
 import connectionPool from 'etcd3/lib/connection-pool.js';
 import { invalid, notFound } from '../../api/errors.js';
 import { etcdCredentials } from '../etcd/supervisor.js';
 import { StoreConflict } from './errors.js';
 import { EtcdLeadership } from './etcd-election.js';
+import { retryUnsent, shortBreaker, watchBackoff } from './etcd-faults.js';
 import { decodeValue, encodeValue, itemOf, Keys, toStoreError } from './etcd-keys.js';
 import { EtcdWatch } from './etcd-watch.js';
 import { retry } from './retry.js';
@@ -50,69 +42,8 @@ export interface EtcdStoreOptions {
   log?: (msg: string) => void;
 }
 
-type FaultHandling = NonNullable<IOptions['faultHandling']>;
-
-/**
- * The client's global policy: try the next member only when a call never reached etcd (no
- * connection). The etcd3 default retries any "recoverable" error, which would apply a write
- * twice when the answer, not the request, was lost. Only `execute` is ever called on it.
- */
-function retryUnsent(attempts: number): NonNullable<FaultHandling['global']> {
-  const policy = {
-    async execute<T>(fn: (ctx: { signal: AbortSignal; attempt: number }) => PromiseLike<T> | T): Promise<T> {
-      for (let attempt = 0; ; attempt++) {
-        try {
-          return await fn({ signal: new AbortController().signal, attempt });
-        } catch (e) {
-          const unsent = /No connection established|ECONNREFUSED|circuit breaker is open/.test(
-            String((e as Error)?.message),
-          );
-          if (!unsent || attempt + 1 >= attempts) throw e;
-        }
-      }
-    },
-  };
-  return policy as unknown as NonNullable<FaultHandling['global']>;
-}
-
-/**
- * The per-member policy: after 3 consecutive failures that etcd3 deems recoverable (no connection,
- * timeouts, no leader), skip the member for 1 s, then try it again. etcd3's default skips it
- * for 5 s, which, when a member stalls and the leader changes at once, can leave a manager with
- * no member to talk to for seconds. A client with a single member never skips it: there is
- * nothing else to try (a dropped connection fails every call on it at once, which would open
- * the breaker and fail every call for 1 s more), and each call's deadline bounds it.
- */
-function shortBreaker(
-  openMs = 1_000,
-  threshold = 3,
-  single = false,
-): ReturnType<NonNullable<FaultHandling['host']>> {
-  let failures = 0;
-  let openUntil = 0;
-  const policy = {
-    async execute<T>(fn: (ctx: { signal: AbortSignal; attempt: number }) => PromiseLike<T> | T): Promise<T> {
-      if (Date.now() < openUntil) throw new Error('Execution prevented because the circuit breaker is open');
-      try {
-        const r = await fn({ signal: new AbortController().signal, attempt: 0 });
-        failures = 0;
-        return r;
-      } catch (e) {
-        if (!single && isRecoverableError(e as Error) && ++failures >= threshold) {
-          failures = 0;
-          openUntil = Date.now() + openMs;
-        }
-        throw e;
-      }
-    },
-  };
-  return policy as never;
-}
-
-/** Watch reconnection backoff: 100 ms doubling to 2 s (the client's default starts slower and grows to 30 s). */
-function watchBackoff(ms = 50): NonNullable<FaultHandling['watchBackoff']> {
-  return { duration: ms, next: () => watchBackoff(Math.min(ms * 2, 2_000)) };
-}
+/** How long a member is skipped after it failed three calls in a row. */
+const BREAKER_OPEN_MS = 1_000;
 
 /** A kept-alive etcd lease as the store hands it out. */
 class StoreLease implements Lease {
@@ -197,8 +128,8 @@ export class EtcdStore implements Store {
         'grpc.keepalive_timeout_ms': 5_000,
       },
       faultHandling: {
-        global: retryUnsent(opts.endpoints.length + 1),
-        host: () => shortBreaker(1_000, 3, opts.endpoints.length === 1),
+        global: retryUnsent({ attempts: opts.endpoints.length + 1, breakerWaitMs: BREAKER_OPEN_MS + 500 }),
+        host: () => shortBreaker({ openMs: BREAKER_OPEN_MS, single: opts.endpoints.length === 1 }),
         watchBackoff: watchBackoff(),
       },
     });
