@@ -255,6 +255,24 @@ t.test('multi-stage build, config instructions, cache rules, errors with their l
     contextFiles,
     '-f - reads the Dockerfile from stdin',
   );
+  // <Dockerfile>.dockerignore beside the Dockerfile replaces the context's .dockerignore
+  await fs.writeFile(join(elsewhere, 'Dockerfile.out.dockerignore'), 'greet.txt\n');
+  await ok(d, ['build', '-q', '-t', 'outside:2', '-f', join(elsewhere, 'Dockerfile.out'), ctx]);
+  const ownIgnore = (await ok(d, ['container', 'run', '--rm', 'outside:2'])).split('\n').filter(Boolean);
+  t.notOk(ownIgnore.includes('greet.txt'), "the Dockerfile's own ignore file applies", { ownIgnore });
+  t.ok(
+    ownIgnore.includes('notes.md') && ownIgnore.includes('secret'),
+    "the context's .dockerignore does not",
+    { ownIgnore },
+  );
+  await fs.writeFile(join(elsewhere, 'Dockerfile.out.dockerignore'), '[z-a]\n');
+  const badIgnore = await d.cli(['build', '-f', join(elsewhere, 'Dockerfile.out'), ctx]);
+  t.match(
+    badIgnore.stderr,
+    /Dockerfile\.out\.dockerignore:1: syntax error in pattern "\[z-a\]"/,
+    'an error in it names that file',
+  );
+  await fs.rm(join(elsewhere, 'Dockerfile.out.dockerignore'));
   const badOutside = await d.cli(['build', '-f', '-', ctx], { input: 'FROM busybox:test\nNOPE x\n' });
   t.match(badOutside.stderr, /: Dockerfile:2: unknown instruction: NOPE/, 'its errors name the line');
   const missing = await d.cli(['build', '-f', join(elsewhere, 'none'), ctx]);

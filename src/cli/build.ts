@@ -21,7 +21,7 @@ export interface BuildRequest {
 }
 
 /**
- * Sends a build to the daemon: the context as a tar stream (.dockerignore applied here, the
+ * Sends a build to the daemon: the context as a tar stream (the ignore file applied here, the
  * Dockerfile and .dockerignore always sent), the credentials of `tsswarm login` for FROM images.
  * Prints the daemon's output; returns the image ID.
  */
@@ -35,8 +35,9 @@ export async function sendBuild(client: Client, r: BuildRequest): Promise<{ id: 
     : path.relative(ctx, r.dockerfile ? path.resolve(r.dockerfile) : path.join(ctx, 'Dockerfile'));
   if (!outside && !r.dockerfile && !existsSync(path.join(ctx, 'Dockerfile')))
     throw invalid(`cannot find the Dockerfile ${path.join(r.context, 'Dockerfile')}`);
-  const ignoreText = await fs.readFile(path.join(ctx, '.dockerignore'), 'utf8').catch(() => '');
-  const matcher = parseDockerignore(ignoreText);
+  const ignore = ignoreFile(ctx, r.dockerfile === '-' ? undefined : r.dockerfile);
+  const ignoreText = await fs.readFile(ignore, 'utf8').catch(() => '');
+  const matcher = parseDockerignore(ignoreText, path.relative(process.cwd(), ignore) || ignore);
   const always = new Set([dfRel.split(path.sep).join('/'), '.dockerignore']);
   const { create } = await import('tar'); // loaded for builds only: the CLI starts faster without it
   const context = create(
@@ -76,6 +77,15 @@ export async function sendBuild(client: Client, r: BuildRequest): Promise<{ id: 
       : {},
   });
   return followProgress<{ id: string }>(res, process.stdout, r.quiet);
+}
+
+/**
+ * The ignore file of a build, as BuildKit picks it: `<Dockerfile>.dockerignore` beside the
+ * Dockerfile when there is one (inside the context or not), else the context's `.dockerignore`.
+ */
+function ignoreFile(ctx: string, dockerfile: string | undefined): string {
+  const own = `${dockerfile ? path.resolve(dockerfile) : path.join(ctx, 'Dockerfile')}.dockerignore`;
+  return existsSync(own) ? own : path.join(ctx, '.dockerignore');
 }
 
 /**
