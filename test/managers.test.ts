@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import type { JobRunRecord, NodeRecord, TaskRecord } from '../src/api/cluster.js';
+import type { JobRunRecord, NodeRecord, ServiceRecord, TaskRecord } from '../src/api/cluster.js';
 import { type HostDaemon, loadImagesOn, startHosts } from './lib/hosts.js';
-import { cliJson, runningTasks } from './lib/swarm.js';
+import { cliJson, cliJsonSettled, cliSettled, runningTasks } from './lib/swarm.js';
 import { until } from './lib/wait.js';
 
 type Node = NodeRecord & { managerStatus?: string };
@@ -260,7 +260,7 @@ t.test(
       })();
       try {
         await new Promise((r) => setTimeout(r, 1000));
-        const s = await h(other).cli(['service', 'scale', 'web=10']);
+        const s = await cliSettled(h(other), ['service', 'scale', 'web=10']);
         t.equal(s.code, 0, s.stderr);
         const ts = await until(
           '10 running with an etcd member down',
@@ -269,7 +269,7 @@ t.test(
           60_000,
         );
         t.same(duplicateSlots(ts), []);
-        const n = await json<Node[]>(h(leader === idOf(1) ? 1 : other), ['node', 'ls']);
+        const n = await cliJsonSettled<Node[]>(h(leader === idOf(1) ? 1 : other), ['node', 'ls']);
         t.equal(n.filter((x) => x.status === 'ready').length, 4, 'no node was lost meanwhile');
       } finally {
         killing = false;
@@ -285,7 +285,11 @@ t.test(
     });
 
     await t.test('the leader dies: another manager leads, nothing is lost or duplicated', async (t) => {
-      nodes = await json<Node[]>(h(1), ['node', 'ls']);
+      nodes = await until(
+        'a leader',
+        () => json<Node[]>(h(1), ['node', 'ls']),
+        (n) => n.some((x) => x.managerStatus === 'leader'),
+      );
       const leaderId = nodes.find((n) => n.managerStatus === 'leader')!.id;
       const dead = indexOf(leaderId);
       const survivor = [1, 2, 3].find((i) => i !== dead)!;
@@ -373,7 +377,7 @@ t.test(
       );
       const runs = beats.filter((r) => r.iteration !== undefined).map((r) => r.iteration!);
       t.equal(new Set(runs).size, runs.length, 'no run number twice');
-      const beatTasks = await json<TaskRecord[]>(h(survivor), ['job', 'ps', '--all', 'beat']);
+      const beatTasks = await cliJsonSettled<TaskRecord[]>(h(survivor), ['job', 'ps', '--all', 'beat']);
       const perRun = new Map<number, number>();
       for (const x of beatTasks) perRun.set(x.jobIteration!, (perRun.get(x.jobIteration!) ?? 0) + 1);
       t.same(
@@ -381,7 +385,13 @@ t.test(
         [],
         'one task per run (none started twice)',
       );
-      t.equal((await h(survivor).cli(['service', 'rm', 'beat'])).code, 0);
+      await cliSettled(h(survivor), ['service', 'rm', 'beat'], /no such service/);
+      t.notOk(
+        (await cliJsonSettled<ServiceRecord[]>(h(survivor), ['service', 'ls'])).some(
+          (x) => x.spec.name === 'beat',
+        ),
+        'beat is removed',
+      );
       await until(
         'six running',
         () => json<TaskRecord[]>(h(survivor), ['service', 'ps', 'web']),
@@ -413,7 +423,7 @@ t.test(
 
     await t.test('a worker cut off from the network is replaced; back, its stale tasks stop', async (t) => {
       const worker = idOf(4);
-      const ts0 = await json<TaskRecord[]>(h(1), ['service', 'ps', 'web']);
+      const ts0 = await cliJsonSettled<TaskRecord[]>(h(1), ['service', 'ps', 'web']);
       const onWorker = running(ts0).filter((x) => x.nodeId === worker).length;
       t.ok(onWorker > 0, `the worker runs ${onWorker} task(s)`);
       await hosts.partition(4);
@@ -464,7 +474,7 @@ t.test(
       const four = JSON.parse((await h(4).cli(['swarm', 'inspect'])).stdout) as { Etcd: string[] };
       t.equal(four.Etcd.length, 4, 'and has an etcd member of its own');
 
-      const dm = await h(1).cli(['node', 'demote', idOf(3)]);
+      const dm = await cliSettled(h(1), ['node', 'demote', idOf(3)]);
       t.equal(dm.code, 0, dm.stderr);
       await until(
         'host 3 is a worker again',
@@ -500,6 +510,11 @@ t.test(
         60_000,
       );
       t.not((await h(3).cli(['service', 'ls'])).code, 0);
+      // a demoted node's heartbeats never told it it was a manager again (managers cache roles)
+      const log3 = readFileSync(join(h(3).dir, 'daemon.log'), 'utf8');
+      const afterDemotion = log3.slice(log3.lastIndexOf('this node was demoted'));
+      t.match(afterDemotion, /^this node was demoted/, "host 3's log has its demotion");
+      t.notMatch(afterDemotion, /this node was promoted/, 'and no promotion after it');
       const again = await h(3).cli(['swarm', 'init', '--advertise-addr', hosts.address(3)]);
       t.equal(again.code, 0, `a node that left can start a new swarm: ${again.stderr}`);
     });

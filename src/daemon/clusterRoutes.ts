@@ -135,17 +135,24 @@ export class SwarmHolder {
     w.onPromoted = () => void this.promoted(w);
   }
 
-  /** Serialises role changes: a promotion or demotion finishes before the next starts. */
+  /** Serialises role changes and leaving: a promotion or demotion finishes before the next starts. */
   private changing: Promise<void> = Promise.resolve();
 
+  /** Queues a role change; one that fails is logged and does not stop the ones after it. */
+  private change(what: string, fn: () => Promise<void>): void {
+    this.changing = this.changing.then(fn).catch((e) => this.log(`${what} failed: ${(e as Error).message}`));
+  }
+
   private promoted(w: WorkerNode): void {
-    this.changing = this.changing.then(async () => {
+    this.change('promotion', async () => {
       if (this.worker !== w) return;
       this.log('this node was promoted: becoming a manager');
+      let closed = false;
       try {
         const { answer, creds } = await requestPromotion(w.manager, w.credentials);
         if (!answer.address) throw new Error('the manager did not say at which address this node is known');
         await this.leaveDiscovery();
+        closed = true;
         await w.close();
         this.setManager(
           await SwarmNode.joinAsManager(
@@ -158,14 +165,19 @@ export class SwarmHolder {
         );
       } catch (e) {
         this.log(`promotion failed: ${(e as Error).message}; staying a worker`);
-        if (this.worker === w) this.setWorker(await WorkerNode.restore(this.engine, this.log));
+        // the worker goes on if it was not closed yet (a later heartbeat may promote it again);
+        // a closed one is started again from its swarm.json
+        if (this.worker === w) {
+          if (closed) this.setWorker(await WorkerNode.restore(this.engine, this.log));
+          else w.onPromoted = () => void this.promoted(w);
+        }
       }
       await this.startDiscovery();
     });
   }
 
   private demoted(n: SwarmNode): void {
-    this.changing = this.changing.then(async () => {
+    this.change('demotion', async () => {
       if (this.node !== n) return;
       this.log('this node was demoted: becoming a worker');
       await this.leaveDiscovery();
@@ -186,6 +198,7 @@ export class SwarmHolder {
 
   /** `swarm leave`: the node leaves the swarm and forgets it; its task containers are removed. */
   async leave(force: boolean): Promise<void> {
+    await this.changing; // a role change under way ends first (it could write swarm.json again)
     if (this.node && !force) await this.node.leave(force); // refuses: a manager leaves with --force
     await this.leaveDiscovery();
     if (this.node) await this.node.leave(force);

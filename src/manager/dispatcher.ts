@@ -158,7 +158,7 @@ export class Dispatcher {
     if (req.method === 'POST' && url.pathname === '/heartbeat') {
       await this.heartbeats.beat(nodeId);
       const managers = await this.managers();
-      return json(res, 200, { heartbeatMs: 1000, managers, role: this.roles.get(nodeId) });
+      return json(res, 200, { heartbeatMs: 1000, managers, role: await this.roleOf(nodeId) });
     }
     if (req.method === 'POST' && url.pathname === '/promote')
       return json(res, 200, await this.promote(nodeId, await readJson<{ csrPem: string }>(req)));
@@ -265,6 +265,19 @@ export class Dispatcher {
       etcd,
       ...(cluster.discovery ? { discovery: cluster.discovery as ConsulSettings } : {}),
     };
+  }
+
+  /**
+   * A heartbeating node's role, as its heartbeat answer tells it. The cached roles may be
+   * seconds old, and a node acts on `manager` (it asks to be promoted), so that one is read
+   * afresh: a node just demoted is not told it is a manager again.
+   */
+  private async roleOf(nodeId: string): Promise<string | undefined> {
+    const cached = this.roles.get(nodeId);
+    if (cached !== 'manager') return cached;
+    const role = (await this.store.find<NodeRecord>('nodes', nodeId))?.value.role;
+    if (role) this.roles.set(nodeId, role);
+    return role;
   }
 
   /** The dispatcher addresses of the managers that are up (cached for a few seconds). */

@@ -2,6 +2,7 @@ import type { TaskRecord } from '../../src/api/cluster.js';
 import { freePort } from './etcd.js';
 import { loadTestImages } from './fixtures.js';
 import { startTestDaemon, type TestDaemon } from './harness.js';
+import { until } from './wait.js';
 
 /** What of a tap test these helpers use. */
 type Tap = Parameters<typeof startTestDaemon>[0] & {
@@ -37,6 +38,41 @@ export async function cliJson<T>(d: Pick<TestDaemon, 'cli'>, args: string[]): Pr
   const r = await d.cli([...args, '--format', 'json']);
   if (r.code !== 0) throw new Error(`${args.join(' ')}: ${r.stderr}`);
   return JSON.parse(r.stdout) as T;
+}
+
+/**
+ * cliJson, asked again while the call fails: for reads just after a failover, when a manager's
+ * store may answer "leader changed" or time out once.
+ */
+export function cliJsonSettled<T>(
+  d: Pick<TestDaemon, 'cli'>,
+  args: string[],
+  timeoutMs = 30_000,
+): Promise<T> {
+  return until(
+    `${args.join(' ')} to answer`,
+    () => cliJson<T>(d, args),
+    () => true,
+    timeoutMs,
+  );
+}
+
+/**
+ * A command run until it succeeds, or until its error says (`done`) that an earlier try whose
+ * answer was lost did: for writes just after a failover.
+ */
+export function cliSettled(
+  d: Pick<TestDaemon, 'cli'>,
+  args: string[],
+  done?: RegExp,
+  timeoutMs = 30_000,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return until(
+    `${args.join(' ')} to succeed`,
+    () => d.cli(args),
+    (r) => r.code === 0 || (done?.test(r.stderr) ?? false),
+    timeoutMs,
+  );
 }
 
 /** Tasks running and meant to. */
