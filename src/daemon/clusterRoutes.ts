@@ -79,8 +79,11 @@ export class SwarmHolder {
   /** A role change or leave: this node's registrations and Consul agent go (a new role starts afresh). */
   private async leaveDiscovery(): Promise<void> {
     clearTimeout(this.discoveryRetry);
-    await this.discovery?.leave();
-    this.discovery = undefined;
+    try {
+      await this.discovery?.leave();
+    } finally {
+      this.discovery = undefined;
+    }
   }
 
   /** `lookup`: from Consul when the swarm uses it (through this manager's agent), else from the cluster state. */
@@ -132,8 +135,12 @@ export class SwarmHolder {
   private setWorker(w: WorkerNode): void {
     this.worker = w;
     this.node = undefined;
+    this.promotionRetryMs = 0;
     w.onPromoted = () => void this.promoted(w);
   }
+
+  /** How long a worker whose promotion failed waits before it acts on the next one (doubling to 30 s). */
+  private promotionRetryMs = 0;
 
   /** Serialises role changes and leaving: a promotion or demotion finishes before the next starts. */
   private changing: Promise<void> = Promise.resolve();
@@ -165,11 +172,20 @@ export class SwarmHolder {
         );
       } catch (e) {
         this.log(`promotion failed: ${(e as Error).message}; staying a worker`);
-        // the worker goes on if it was not closed yet (a later heartbeat may promote it again);
-        // a closed one is started again from its swarm.json
         if (this.worker === w) {
-          if (closed) this.setWorker(await WorkerNode.restore(this.engine, this.log));
-          else w.onPromoted = () => void this.promoted(w);
+          if (closed) {
+            // the manager's start may have replaced the worker's files: put them back, start it again
+            const root = this.engine.opts.dataRoot;
+            await atomicWriteJson(SwarmNode.statePath(root), w.state);
+            await atomicWriteJson(SwarmNode.credsPath(root), w.credentials);
+            this.setWorker(await WorkerNode.restore(this.engine, this.log));
+          } else {
+            // the worker goes on; a later heartbeat may promote it, after a growing pause
+            this.promotionRetryMs = Math.min(Math.max(this.promotionRetryMs * 2, 1_000), 30_000);
+            setTimeout(() => {
+              if (this.worker === w) w.onPromoted = () => void this.promoted(w);
+            }, this.promotionRetryMs).unref();
+          }
         }
       }
       await this.startDiscovery();
@@ -196,9 +212,18 @@ export class SwarmHolder {
     });
   }
 
-  /** `swarm leave`: the node leaves the swarm and forgets it; its task containers are removed. */
-  async leave(force: boolean): Promise<void> {
-    await this.changing; // a role change under way ends first (it could write swarm.json again)
+  /**
+   * `swarm leave`: the node leaves the swarm and forgets it; its task containers are removed.
+   * It takes its turn among role changes: one under way ends first, and one asked for meanwhile
+   * finds the node gone.
+   */
+  leave(force: boolean): Promise<void> {
+    const left = this.changing.then(() => this.leaveNow(force));
+    this.changing = left.catch(() => {});
+    return left;
+  }
+
+  private async leaveNow(force: boolean): Promise<void> {
     if (this.node && !force) await this.node.leave(force); // refuses: a manager leaves with --force
     await this.leaveDiscovery();
     if (this.node) await this.node.leave(force);

@@ -275,7 +275,8 @@ export class Dispatcher {
   private async roleOf(nodeId: string): Promise<string | undefined> {
     const cached = this.roles.get(nodeId);
     if (cached !== 'manager') return cached;
-    const role = (await this.store.find<NodeRecord>('nodes', nodeId))?.value.role;
+    // unknown when the store does not answer: the heartbeat itself is not failed for it
+    const role = (await this.store.find<NodeRecord>('nodes', nodeId).catch(() => undefined))?.value.role;
     if (role) this.roles.set(nodeId, role);
     return role;
   }

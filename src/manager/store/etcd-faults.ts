@@ -106,7 +106,10 @@ export function shortBreaker(opts: BreakerOptions = {}): ReturnType<NonNullable<
   return { execute } as never;
 }
 
-/** Watch reconnection backoff: `ms` doubling to 2 s (the client's default starts slower and grows to 30 s). */
+/**
+ * Watch reconnection backoff, doubling to 2 s; etcd3 starts from `next()`, so the first wait is
+ * 2 × `ms` = 100 ms (the client's default starts slower and grows to 30 s).
+ */
 export function watchBackoff(ms = 50): NonNullable<FaultHandling['watchBackoff']> {
   return { duration: ms, next: () => watchBackoff(Math.min(ms * 2, 2_000)) };
 }
