@@ -23,7 +23,7 @@ export class CircuitOpenError extends Error {
 export function unsent(e: unknown): boolean {
   return (
     e instanceof CircuitOpenError ||
-    /No connection established|ECONNREFUSED|circuit breaker is open/.test(String((e as Error)?.message))
+    /No connection established|ECONNREFUSED/.test(String((e as Error)?.message))
   );
 }
 
